@@ -1,0 +1,669 @@
+"""Datasets and on-device batching with augmentation (SPEC §3).
+
+Four datasets: ``digits`` (scikit-learn's ``load_digits``, embedded, no download), ``cifar10``,
+``cifar100`` (the standard python-pickle layouts) and ``tinyimagenet`` (the standard
+``tiny-imagenet-200/`` folder, resized once to 32×32 with a box filter as the authors did and
+cached under :func:`mgelib.paths.interim_dir`). :func:`load` returns a :class:`Dataset` of uint8
+tensors; :class:`DeviceLoader` (or :func:`batches`) moves a split to the device once and cuts,
+shuffles, augments (random crop with zero padding + horizontal flip, as batched tensor ops) and
+normalises mini-batches there. The test split is never augmented (the authors' CIFAR-100 test
+transform augments by mistake; SPEC §3 says not to copy that).
+
+Examples
+--------
+>>> import torch
+>>> from mgelib import data
+>>> ds = data.load("digits", seed=0)
+>>> ds.x_train.shape, ds.x_train.dtype, ds.num_classes
+(torch.Size([1347, 1, 8, 8]), torch.uint8, 10)
+>>> g = torch.Generator().manual_seed(0)
+>>> x, y = next(iter(data.DeviceLoader(ds, "train", 32, "cpu", train=True, generator=g)))
+>>> x.shape, x.dtype, y.shape
+(torch.Size([32, 1, 8, 8]), torch.float32, torch.Size([32]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import weakref
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mgelib import paths
+
+__all__ = [
+    "DATASETS",
+    "Augment",
+    "Dataset",
+    "DeviceLoader",
+    "load",
+    "batches",
+    "augment",
+    "normalize",
+]
+
+#: Dataset names accepted by :func:`load`.
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "tinyimagenet")
+
+# Official archives: (url, md5 of the archive or None, folder it unpacks to).
+_SOURCES: dict[str, tuple[str, str | None, str]] = {
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+        "cifar-10-batches-py",
+    ),
+    "cifar100": (
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+        "cifar-100-python",
+    ),
+    "tinyimagenet": ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", None, "tiny-imagenet-200"),
+}
+
+_TINY_SIZE = 32  # Tiny-ImageNet is used at 32×32 "as the authors did" (SPEC §3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Training augmentation: random crop from a zero-padded image, optional horizontal flip.
+
+    ``crop_padding`` pixels of zeros are added on every side and a crop of the original size is
+    taken at a uniformly random offset (torchvision's ``RandomCrop(size, padding=p)``); ``flip``
+    mirrors each image left-right with probability 1/2. ``Augment(0, False)`` is no augmentation.
+    """
+
+    crop_padding: int = 4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.crop_padding) < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding!r}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset held in memory as uint8 image tensors ``(N, C, H, W)`` and int64 labels.
+
+    ``mean``/``std`` are per-channel statistics of the training images in [0, 1] units (used by
+    :func:`normalize`); ``augment`` is the training augmentation. Instances compare by identity,
+    so they can key the per-device cache of :class:`DeviceLoader`.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    in_channels: int
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: Augment
+    classes: tuple[str, ...] = ()
+
+    def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` of ``"train"`` or ``"test"``."""
+        if split == "train":
+            return self.x_train, self.y_train
+        if split == "test":
+            return self.x_test, self.y_test
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, train={tuple(self.x_train.shape)}, "
+            f"test={tuple(self.x_test.shape)}, classes={self.num_classes}, augment={self.augment})"
+        )
+
+
+# ------------------------------------------------------------------------------------- loading
+def load(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    download: bool = False,
+    upsample: int | None = None,
+) -> Dataset:
+    """Load one of :data:`DATASETS` into memory.
+
+    Parameters
+    ----------
+    name
+        ``"digits"``, ``"cifar10"``, ``"cifar100"`` or ``"tinyimagenet"``.
+    root
+        Folder holding ``cifar-10-batches-py/``, ``cifar-100-python/`` or ``tiny-imagenet-200/``;
+        defaults to :func:`mgelib.paths.datasets_dir`. Ignored for ``digits``.
+    seed
+        ``digits`` only: seed of the stratified train/test split (test fraction 0.25).
+    download
+        Fetch the official archive into ``root`` if the folder is missing (needs a network).
+    upsample
+        Resize every image once to ``upsample × upsample`` (bilinear, then rounded to uint8),
+        e.g. 32 to train CIFAR-sized models on digits. The crop padding scales with it (digits:
+        one original pixel).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists :data:`DATASETS`) or a bad ``upsample``.
+    FileNotFoundError
+        The dataset folder is missing; the message names the expected path and how to get it.
+    ConnectionError
+        ``download=True`` and the archive cannot be fetched.
+
+    Examples
+    --------
+    >>> ds = load("digits", seed=1, upsample=16)
+    >>> tuple(ds.x_test.shape), ds.augment
+    ((450, 1, 16, 16), Augment(crop_padding=2, flip=False))
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "digits":
+        arrays = _digits(seed)
+        pad, flip = 1, False  # digits are not flip-invariant (a mirrored 2 is no 2)
+    else:
+        base = Path(root).expanduser() if root is not None else paths.datasets_dir()
+        folder = base / _SOURCES[name][2]
+        if not folder.is_dir():
+            if download:
+                _download_and_extract(name, base)
+            else:
+                raise FileNotFoundError(_missing_message(name, folder))
+        if name == "cifar10":
+            arrays = _cifar(
+                folder,
+                ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"),
+                "test_batch",
+                b"labels",
+                "batches.meta",
+                b"label_names",
+            )
+        elif name == "cifar100":
+            arrays = _cifar(folder, ("train",), "test", b"fine_labels", "meta", b"fine_label_names")
+        else:
+            arrays = _tinyimagenet(folder)
+        pad, flip = 4, True
+    x_train, y_train, x_test, y_test, classes = arrays
+    size = int(x_train.shape[-1])
+    if upsample is not None:
+        upsample = int(upsample)
+        if upsample < size:
+            raise ValueError(
+                f"upsample={upsample} is smaller than the images ({size}×{size}); "
+                "it only enlarges images"
+            )
+        if upsample != size:
+            pad = max(1, round(pad * upsample / size))
+            x_train, x_test = _resize(x_train, upsample), _resize(x_test, upsample)
+            size = upsample
+    mean, std = _channel_stats(x_train)
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=len(classes),
+        in_channels=int(x_train.shape[1]),
+        input_size=size,
+        mean=mean,
+        std=std,
+        augment=Augment(pad, flip),
+        classes=tuple(classes),
+    )
+
+
+_Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
+
+
+def _digits(seed: int) -> _Arrays:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    # Grey levels 0..16 → 0..255, so every dataset is uint8 in [0, 255].
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(labels)), test_size=0.25, stratify=labels, random_state=int(seed)
+    )
+    idx_train.sort()
+    idx_test.sort()
+    return (
+        torch.from_numpy(images[idx_train]),
+        torch.from_numpy(labels[idx_train]),
+        torch.from_numpy(images[idx_test]),
+        torch.from_numpy(labels[idx_test]),
+        [str(c) for c in range(10)],
+    )
+
+
+def _unpickle(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the dataset folder looks incomplete")
+    with path.open("rb") as fh:
+        raw = pickle.load(fh, encoding="bytes")
+    # The official files use bytes keys; accept str keys too (files written by other tools).
+    return {(k.encode() if isinstance(k, str) else k): v for k, v in raw.items()}
+
+
+def _cifar(
+    folder: Path,
+    train_files: tuple[str, ...],
+    test_file: str,
+    label_key: bytes,
+    meta_file: str,
+    names_key: bytes,
+) -> _Arrays:
+    def read(files: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for f in files:
+            d = _unpickle(folder / f)
+            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[label_key], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    x_train, y_train = read(train_files)
+    x_test, y_test = read((test_file,))
+    n_classes = 100 if label_key == b"fine_labels" else 10
+    classes = [str(i) for i in range(n_classes)]
+    if (folder / meta_file).is_file():
+        names = _unpickle(folder / meta_file).get(names_key)
+        if names is not None and len(names) == n_classes:
+            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    return x_train, y_train, x_test, y_test, classes
+
+
+def _tinyimagenet(folder: Path) -> _Arrays:
+    key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    cache = paths.interim_dir() / f"tinyimagenet{_TINY_SIZE}-{key}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return (
+                torch.from_numpy(z["x_train"]),
+                torch.from_numpy(z["y_train"]),
+                torch.from_numpy(z["x_test"]),
+                torch.from_numpy(z["y_test"]),
+                [str(w) for w in z["wnids"]],
+            )
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - PIL comes with matplotlib
+        raise ImportError(
+            "reading Tiny-ImageNet needs Pillow (pip install pillow); it is normally installed "
+            "with matplotlib"
+        ) from None
+
+    train_dir = folder / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir} is missing; the Tiny-ImageNet folder is incomplete")
+    # Labels index the *sorted* wnids, as torchvision's ImageFolder (the authors' loader) does,
+    # so a classifier trained by their code has the same output order.
+    wnids = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    if (folder / "wnids.txt").is_file():
+        listed = sorted(w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip())
+        if listed != wnids:
+            raise ValueError(
+                f"{folder / 'wnids.txt'} lists {len(listed)} classes but {train_dir} holds "
+                f"{len(wnids)} class folders; the dataset looks incomplete"
+            )
+    label = {w: i for i, w in enumerate(wnids)}
+    train = [
+        (p, label[w]) for w in wnids for p in sorted((train_dir / w / "images").glob("*.JPEG"))
+    ]
+    val_dir = folder / "val"
+    annotations = val_dir / "val_annotations.txt"
+    if annotations.is_file():
+        val = []
+        for line in annotations.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2:
+                val.append((val_dir / "images" / parts[0], label[parts[1]]))
+        val.sort(key=lambda t: t[0].name)
+    else:
+        # The authors' script moves val images into val/<wnid>/images/ and deletes the .txt files.
+        val = [
+            (p, label[w]) for w in wnids for p in sorted((val_dir / w / "images").glob("*.JPEG"))
+        ]
+    if not train or not val:
+        raise FileNotFoundError(
+            f"no JPEG images found under {train_dir} or {val_dir}; expected "
+            "train/<wnid>/images/*.JPEG and val/images/*.JPEG with val/val_annotations.txt"
+        )
+
+    def read(items: list[tuple[Path, int]], what: str) -> tuple[np.ndarray, np.ndarray]:
+        x = np.empty((len(items), _TINY_SIZE, _TINY_SIZE, 3), dtype=np.uint8)
+        for i, (path, _) in enumerate(
+            tqdm(items, desc=f"Tiny-ImageNet {what} → 32×32", disable=_quiet(), leave=False)
+        ):
+            with Image.open(path) as im:
+                # A few Tiny-ImageNet images are greyscale; BOX is the authors' resize filter.
+                x[i] = np.asarray(im.convert("RGB").resize((_TINY_SIZE, _TINY_SIZE), Image.BOX))
+        return x.transpose(0, 3, 1, 2).copy(), np.array([y for _, y in items], dtype=np.int64)
+
+    x_train, y_train = read(train, "train")
+    x_test, y_test = read(val, "val")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(
+                fh,
+                x_train=x_train,
+                y_train=y_train,
+                x_test=x_test,
+                y_test=y_test,
+                wnids=np.array(wnids),
+            )
+        os.replace(tmp, cache)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return (
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test),
+        wnids,
+    )
+
+
+def _missing_message(name: str, folder: Path) -> str:
+    url = _SOURCES[name][0]
+    return (
+        f"{name}: expected the dataset at {folder}, which does not exist. Download {url} and "
+        f"unpack it into {folder.parent} (or call load({name!r}, download=True), or pass root= / "
+        "set MGELIB_DATASETS to the folder that contains it)."
+    )
+
+
+def _download_and_extract(name: str, base: Path) -> None:
+    url, md5, folder = _SOURCES[name]
+    base.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=base, suffix=".part")
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as fh:
+                shutil.copyfileobj(response, fh, length=1 << 20)
+        except (urllib.error.URLError, OSError) as err:
+            raise ConnectionError(
+                f"could not download {name} from {url} ({err}); this machine may have no "
+                f"network. Download the archive elsewhere and unpack it so that {base / folder} "
+                "exists."
+            ) from err
+        if md5 is not None:
+            digest = hashlib.md5(Path(tmp).read_bytes()).hexdigest()
+            if digest != md5:
+                raise ConnectionError(
+                    f"the download of {url} is corrupt (md5 {digest}, expected {md5}); try again"
+                )
+        if url.endswith(".zip"):
+            with zipfile.ZipFile(tmp) as zf:
+                zf.extractall(base)
+        else:
+            with tarfile.open(tmp, "r:gz") as tf:
+                tf.extractall(base, filter="data")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if not (base / folder).is_dir():
+        raise FileNotFoundError(f"unpacking {url} did not create {base / folder}")
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _channel_stats(
+    x: torch.Tensor, chunk: int = 4096
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std in [0, 1] units, chunked to bound memory."""
+    s = torch.zeros(x.shape[1], dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    for i in range(0, len(x), chunk):
+        part = x[i : i + chunk].to(torch.float64)
+        s += part.sum(dim=(0, 2, 3))
+        s2 += part.square().sum(dim=(0, 2, 3))
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = s / n
+    std = (s2 / n - mean.square()).clamp_min(0).sqrt()
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant channel: do not divide by 0
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
+
+
+# ------------------------------------------------------------------------------------ batching
+def augment(
+    x: torch.Tensor, spec: Augment, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Randomly crop (from a zero-padded copy) and flip a batch of images, as tensor ops.
+
+    Random numbers are drawn on the CPU from ``generator`` (so a run's randomness does not depend
+    on the device) and moved to ``x``'s device; the crop is one advanced-indexing gather from an
+    ``unfold`` view of the padded batch and the flip a :func:`torch.where`, with no per-sample
+    Python loop.
+
+    Parameters
+    ----------
+    x
+        ``(B, C, H, W)`` images of any dtype (uint8 in the loader), on any device.
+    spec
+        Padding of the crop and whether to flip.
+    generator
+        CPU generator; ``None`` uses the global one.
+
+    Examples
+    --------
+    >>> x = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4)
+    >>> augment(x, Augment(0, False)).equal(x)
+    True
+    >>> augment(x, Augment(1, False), torch.Generator().manual_seed(0)).shape
+    torch.Size([1, 1, 4, 4])
+    """
+    b, c, h, w = x.shape
+    p = int(spec.crop_padding)
+    if b == 0:
+        return x
+    if p > 0:
+        offsets = torch.randint(0, 2 * p + 1, (b, 2), generator=generator).to(x.device)
+        padded = F.pad(x, (p, p, p, p))  # zeros, like RandomCrop(padding=p)
+        # All (2p+1)² crops as a strided view (B, C, 2p+1, 2p+1, H, W), no copy; one gather
+        # picks each sample's crop. The indexed dims are split by a slice, so the batch dim
+        # comes first: the result is (B, C, H, W).
+        windows = padded.unfold(2, h, 1).unfold(3, w, 1)
+        x = windows[torch.arange(b, device=x.device), :, offsets[:, 0], offsets[:, 1]]
+    if spec.flip:
+        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 images → float32 ``(x / 255 − mean) / std`` per channel.
+
+    Examples
+    --------
+    >>> normalize(torch.full((1, 1, 1, 1), 255, dtype=torch.uint8), (0.5,), (0.5,)).item()
+    1.0
+    """
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=x.device).view(1, -1, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], device=x.device).view(1, -1, 1, 1)
+    return x.to(torch.float32).mul_(scale).sub_(shift)
+
+
+# Per-dataset cache of splits already moved to a device: {dataset: {(split, device): (x, y)}}.
+_ON_DEVICE: weakref.WeakKeyDictionary[
+    Dataset, dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]
+]
+_ON_DEVICE = weakref.WeakKeyDictionary()
+
+#: Fraction of the free accelerator memory a dataset split may take to be kept there.
+_DEVICE_FRACTION = 0.4
+
+
+def _split_on(
+    ds: Dataset, split: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The split's tensors on ``device`` if they fit (cached), else on the CPU (flag False)."""
+    x, y = ds.split(split)
+    if device.type == "cpu":
+        return x, y, True
+    per_ds = _ON_DEVICE.setdefault(ds, {})
+    key = (split, str(device))
+    if key in per_ds:
+        return (*per_ds[key], True)
+    fits = True
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        fits = x.numel() + 8 * y.numel() < _DEVICE_FRACTION * free
+    if not fits:
+        return x.pin_memory(), y.pin_memory(), False
+    moved = (x.to(device), y.to(device))
+    per_ds[key] = moved
+    return (*moved, True)
+
+
+class DeviceLoader:
+    """Mini-batches of one split, shuffled, augmented and normalised on the device.
+
+    The split is moved to ``device`` once as uint8 (cached per dataset and device; a split that
+    does not fit in 40 % of the free accelerator memory stays on the CPU and each batch is copied
+    over). When ``train`` is true, each pass draws a permutation and then, batch by batch, the
+    augmentation from ``generator``; the same generator state gives the same batches. With
+    ``train=False`` batches come in order, unaugmented. In training, a last batch of a single
+    sample is dropped (BatchNorm cannot normalise one sample).
+
+    Parameters
+    ----------
+    ds
+        The dataset.
+    split
+        ``"train"`` or ``"test"``.
+    batch_size
+        Samples per batch.
+    device
+        Where batches are produced.
+    train
+        Shuffle (from ``generator``) and, for the train split only, augment. The test split is
+        never augmented, even with ``train=True``.
+    generator
+        CPU :class:`torch.Generator` for the shuffling and augmentation; ``None`` = global RNG.
+    channels_last
+        Return batches in ``torch.channels_last`` memory format.
+
+    Examples
+    --------
+    >>> ds = load("digits")
+    >>> loader = DeviceLoader(ds, "test", 100, "cpu", train=False)
+    >>> len(loader), sum(len(y) for _, y in loader)
+    (5, 450)
+    """
+
+    def __init__(
+        self,
+        ds: Dataset,
+        split: str,
+        batch_size: int,
+        device: str | torch.device = "cpu",
+        *,
+        train: bool,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        ds.split(split)  # validates the name
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(
+                "the generator must be a CPU torch.Generator (randomness is drawn on the CPU)"
+            )
+        self.ds = ds
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        self.train = bool(train)
+        self.generator = generator
+        self.channels_last = channels_last
+        self._augment = split == "train" and self.train
+
+    def _n(self) -> int:
+        return len(self.ds.split(self.split)[1])
+
+    def __len__(self) -> int:
+        n, b = self._n(), self.batch_size
+        full, rest = divmod(n, b)
+        if self.train and rest == 1:
+            return full
+        return full + (rest > 0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x, y, on_device = _split_on(self.ds, self.split, self.device)
+        n = len(y)
+        if self.train:
+            order = torch.randperm(n, generator=self.generator)
+            if on_device:
+                order = order.to(self.device)
+        else:
+            order = None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
+            if order is None:
+                xb, yb = x[sl], y[sl]
+            else:
+                idx = order[sl]
+                xb, yb = x[idx], y[idx]
+            if not on_device:
+                xb = xb.to(self.device, non_blocking=True)
+                yb = yb.to(self.device, non_blocking=True)
+            if self._augment:
+                xb = augment(xb, self.ds.augment, self.generator)
+            xb = normalize(xb, self.ds.mean, self.ds.std)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, yb
+
+
+def batches(
+    ds: Dataset,
+    split: str,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+    *,
+    train: bool,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Iterate once over ``(x, y)`` mini-batches; a functional wrapper of :class:`DeviceLoader`.
+
+    Examples
+    --------
+    >>> ds = load("digits")
+    >>> x, y = next(batches(ds, "test", 8, "cpu", train=False))
+    >>> x.shape
+    torch.Size([8, 1, 8, 8])
+    """
+    return iter(DeviceLoader(ds, split, batch_size, device, train=train, generator=generator))
+
+
+def _quiet() -> bool:
+    return os.environ.get("MGELIB_QUIET", "").strip() not in ("", "0")

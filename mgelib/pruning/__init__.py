@@ -1,0 +1,178 @@
+"""Pruning at initialisation behind one API (SPEC §4).
+
+Seven pruners, one function each, all returning a mask set (``dict[str, torch.BoolTensor]`` on
+the CPU, keyed by parameter name, ``True`` = kept) with exactly ``round((1 - sparsity) · N)`` kept
+weights over the ``N`` prunable weights:
+
+========  =====================================================  =======================
+name      score / allocation                                     needs
+========  =====================================================  =======================
+snip      ``|g ⊙ w|`` on one mini-batch, global top-k            data
+grasp     ``−w ⊙ Hg`` at temperature 200, global *bottom*-k      data (10 per class)
+synflow   ``|∂R/∂w ⊙ w|``, 100 rounds, ``d_k = d^(k/100)``       ``input_shape``
+prospr    ``|∂L(θ_3)/∂c|`` through 3 SGD steps, global top-k     data
+uniform   random, same density in every layer                    —
+er        random, density ∝ (n_in + n_out)/(n_in · n_out)        —
+erk       random, density ∝ sum(shape)/prod(shape)               —
+========  =====================================================  =======================
+
+Scoring never changes the model (it works on a deep copy), runs on the model's device, and is
+deterministic for a seed. Masks are not applied: use :func:`mgelib.masks.apply_masks`.
+
+Examples
+--------
+>>> import torch
+>>> from mgelib.pruning import prune, layer_report
+>>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+>>> batch = (torch.randn(16, 8), torch.arange(16) % 4)
+>>> masks = prune("snip", net, 0.9, data=batch)
+>>> sum(int(m.sum()) for m in masks.values())  # round(0.1 * 192)
+19
+>>> masks = prune("synflow", net, 0.9, data=batch, progress=False)  # input_shape from the data
+>>> layer_report(net, masks, input_shape=(8,)).attrs["path_connected"]
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from mgelib.masks import Masks, dense_masks
+from mgelib.pruning.core import (
+    DATA_FREE,
+    DATA_PRUNERS,
+    apportion,
+    first_batch,
+    kept_count,
+    layer_report,
+    masks_from_scores,
+    path_connected,
+    prepare,
+    require_data,
+)
+from mgelib.pruning.random import er, erk, layer_counts, layer_densities, uniform
+from mgelib.pruning.saliency import (
+    grasp,
+    grasp_scores,
+    prospr,
+    prospr_scores,
+    snip,
+    snip_scores,
+    synflow,
+    synflow_scores,
+)
+
+__all__ = [
+    "PRUNERS",
+    "DATA_FREE",
+    "DATA_PRUNERS",
+    "prune",
+    "masks_from_scores",
+    "kept_count",
+    "apportion",
+    "layer_report",
+    "path_connected",
+    "snip",
+    "grasp",
+    "synflow",
+    "prospr",
+    "uniform",
+    "er",
+    "erk",
+    "snip_scores",
+    "grasp_scores",
+    "synflow_scores",
+    "prospr_scores",
+    "layer_densities",
+    "layer_counts",
+]
+
+#: The pruners by name (SPEC §4 vocabulary).
+PRUNERS: dict[str, Callable[..., Masks]] = {
+    "snip": snip,
+    "grasp": grasp,
+    "synflow": synflow,
+    "prospr": prospr,
+    "uniform": uniform,
+    "er": er,
+    "erk": erk,
+}
+
+
+def prune(
+    name: str,
+    model: nn.Module,
+    sparsity: float,
+    *,
+    data: Any = None,
+    seed: int = 0,
+    input_shape: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> Masks:
+    """Masks of pruner ``name`` for ``model`` at ``sparsity``.
+
+    Parameters
+    ----------
+    name
+        One of ``snip grasp synflow prospr uniform er erk`` (the keys of :data:`PRUNERS`).
+    model
+        The initialised network (not modified).
+    sparsity
+        Fraction of prunable weights removed, in [0, 1); 0 returns all-``True`` masks without
+        scoring (and without needing data).
+    data
+        An ``(x, y)`` batch or an iterable of batches, for ``snip``, ``grasp`` and ``prospr``
+        (see :mod:`mgelib.pruning.saliency` for what each reads); ignored by the others.
+    seed
+        Seed of every random choice (random masks, dropout, a shuffling loader).
+    input_shape
+        Shape of one input, e.g. ``(3, 32, 32)``, for ``synflow``; inferred from the first batch
+        of ``data`` when not given.
+    **kwargs
+        Passed to the pruner (e.g. ``rounds=`` for synflow, ``steps=`` for prospr,
+        ``samples_per_class=`` for grasp).
+
+    Returns
+    -------
+    dict[str, torch.BoolTensor]
+        CPU masks keyed by parameter name, ``round((1 - sparsity) · N)`` kept.
+
+    Raises
+    ------
+    ValueError
+        Unknown pruner, sparsity outside [0, 1), a model without Conv2d/Linear layer, a data
+        pruner without data, SynFlow without ``input_shape`` or data.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.ReLU(), torch.nn.Linear(10, 2))
+    >>> m = prune("erk", net, 0.5, seed=1)
+    >>> sum(int(v.sum()) for v in m.values())
+    60
+    >>> prune("magnitude", net, 0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown pruner 'magnitude'; choose one of snip, grasp, synflow, prospr, uniform, er, erk
+    """
+    if name not in PRUNERS:
+        raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+    s, _ = prepare(model, sparsity)
+    if s == 0.0:
+        return dense_masks(model)
+    if name in DATA_PRUNERS:
+        require_data(name, data)
+        return PRUNERS[name](model, s, data, seed=seed, **kwargs)
+    if name == "synflow":
+        if input_shape is None:
+            if data is None:
+                raise ValueError(
+                    "synflow needs input_shape (one input without the batch dimension, e.g. "
+                    "(3, 32, 32)) or data to infer it from"
+                )
+            input_shape = tuple(first_batch(data)[0].shape[1:])
+        return synflow(model, s, input_shape=input_shape, seed=seed, **kwargs)
+    return PRUNERS[name](model, s, seed=seed, **kwargs)

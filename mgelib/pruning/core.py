@@ -1,0 +1,503 @@
+"""Shared machinery of the pruners: scores → masks, exact allocation, data and model handling.
+
+Every pruner in :mod:`mgelib.pruning` is *functional* (SPEC §4, STYLE "torch.nn.utils.prune,
+Synaptic-Flow"): it computes one score per prunable weight on a copy of the model and turns the
+scores into a mask set with :func:`masks_from_scores`. This module holds that last step, the exact
+integer allocation used by the per-layer pruners, the handling of the ``data`` argument, and the two
+diagnostics :func:`layer_report` and :func:`path_connected`.
+
+Examples
+--------
+>>> import torch
+>>> scores = {"a.weight": torch.tensor([[3.0, 1.0], [2.0, 2.0]]), "b.weight": torch.tensor([2.0, 0.0])}
+>>> masks = masks_from_scores(scores, sparsity=0.5)
+>>> masks["a.weight"].tolist(), masks["b.weight"].tolist()
+([[True, False], [True, True]], [False, False])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mgelib.masks import Masks, check_masks, check_sparsity, prunable_modules, prunable_parameters
+
+__all__ = [
+    "DATA_FREE",
+    "DATA_PRUNERS",
+    "kept_count",
+    "masks_from_scores",
+    "apportion",
+    "layer_report",
+    "path_connected",
+]
+
+#: Pruners that need no data (SynFlow uses an all-ones input; the random ones use nothing).
+DATA_FREE: frozenset[str] = frozenset({"synflow", "uniform", "er", "erk"})
+#: Pruners that need a batch or an iterable of batches.
+DATA_PRUNERS: frozenset[str] = frozenset({"snip", "grasp", "prospr"})
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+# --------------------------------------------------------------------------- counts and selection
+def kept_count(sparsity: float, total: int) -> int:
+    """Number of weights a mask set of ``total`` weights keeps at ``sparsity``: ``round(d · total)``.
+
+    Python's ``round`` (half to even) on ``(1 - sparsity) * total``; every pruner uses this one
+    definition, so "exact global sparsity" means ``kept == kept_count(sparsity, total)``.
+
+    Examples
+    --------
+    >>> kept_count(0.9, 1000), kept_count(0.0, 7)
+    (100, 7)
+    """
+    s = check_sparsity(sparsity)
+    return int(round((1.0 - s) * int(total)))
+
+
+def _top_k_flat(flat: torch.Tensor, k: int, largest: bool = True) -> torch.Tensor:
+    """Boolean keep-vector with exactly ``k`` entries: the ``k`` largest (or smallest) of ``flat``.
+
+    Ties at the threshold go to the lower flat index. ``kthvalue`` finds the threshold *value*
+    (a value, so the same on CPU and CUDA); everything strictly beyond it is kept, and the remaining
+    places go to the first indices equal to it. O(n), deterministic, exact.
+    """
+    n = flat.numel()
+    keep = torch.zeros(n, dtype=torch.bool, device=flat.device)
+    if k <= 0:
+        return keep
+    if k >= n:
+        return ~keep
+    key = flat if largest else -flat
+    threshold = torch.kthvalue(key, n - k + 1).values
+    keep = key > threshold
+    need = k - int(keep.sum())
+    if need > 0:
+        tied = torch.nonzero(key == threshold).flatten()[:need]
+        keep[tied] = True
+    return keep
+
+
+def _flat_scores(scores: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Flattened, detached score tensors; a ``ValueError`` names any layer with NaN scores."""
+    if not scores:
+        raise ValueError("scores is empty: pass one score tensor per prunable weight")
+    out = []
+    for name, t in scores.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"score {name!r} is a {type(t).__name__}, expected a torch.Tensor")
+        t = t.detach().reshape(-1)
+        if t.is_complex():
+            raise ValueError(f"score {name!r} is complex; scores must be real numbers")
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+        if t.is_floating_point() and bool(torch.isnan(t).any()):
+            raise ValueError(
+                f"score {name!r} contains NaN; the pruner's scores are undefined for this model "
+                "(check the data and the model's output)"
+            )
+        out.append(t)
+    return out
+
+
+def _select(
+    scores: Mapping[str, torch.Tensor], k: int, *, largest: bool = True
+) -> dict[str, torch.Tensor]:
+    """Global top-k over a dict of score tensors; masks stay on the scores' device."""
+    flats = _flat_scores(scores)
+    keep = _top_k_flat(torch.cat(flats), k, largest)
+    out: dict[str, torch.Tensor] = {}
+    start = 0
+    for (name, t), f in zip(scores.items(), flats):
+        out[name] = keep[start : start + f.numel()].reshape(t.shape)
+        start += f.numel()
+    return out
+
+
+def apportion(quotas: Sequence[float], caps: Sequence[int], total: int) -> np.ndarray:
+    """Integers ``c_l ≤ caps[l]`` that sum to exactly ``total`` and lie within one of ``quotas``.
+
+    The largest-remainder method: every layer gets ``floor(quota)``; the weights still missing to
+    reach ``total`` go one each to the layers with the largest fractional remainders (ties to the
+    earlier layer), skipping layers already at their cap. This is how every per-layer pruner
+    (``scope="layer"``, Uniform, ER, ERK) makes the global count exact.
+
+    Examples
+    --------
+    >>> apportion([2.5, 2.5, 1.0], [4, 4, 4], 6).tolist()
+    [3, 2, 1]
+    """
+    q = np.asarray(quotas, dtype=np.float64)
+    cap = np.asarray(caps, dtype=np.int64)
+    if total < 0 or total > int(cap.sum()):
+        raise ValueError(f"cannot keep {total} weights out of {int(cap.sum())}")
+    base = np.clip(np.floor(q), 0, cap).astype(np.int64)
+    rem = q - base
+    extra = int(total - base.sum())
+    while extra > 0:
+        eligible = np.flatnonzero(base < cap)
+        take = eligible[np.argsort(-rem[eligible], kind="stable")][:extra]
+        base[take] += 1
+        rem[take] -= 1.0
+        extra -= len(take)
+    while extra < 0:  # only when float error pushed the quotas above ``total``
+        eligible = np.flatnonzero(base > 0)
+        take = eligible[np.argsort(rem[eligible], kind="stable")][:-extra]
+        base[take] -= 1
+        rem[take] += 1.0
+        extra += len(take)
+    return base
+
+
+def masks_from_scores(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    scope: str = "global",
+    *,
+    largest: bool = True,
+) -> Masks:
+    """Keep the top-k (``largest=True``) or bottom-k scores; exactly ``k = round(d · N)`` kept.
+
+    Parameters
+    ----------
+    scores
+        One score tensor per prunable weight, keyed by parameter name (any device).
+    sparsity
+        Fraction of weights to remove, in [0, 1).
+    scope
+        ``"global"``: one ranking over all weights (SNIP, GraSP, SynFlow, ProsPr).
+        ``"layer"``: each layer keeps its own top ``d · n_l`` weights, the integer counts chosen by
+        :func:`apportion` so the global count is still exactly ``round(d · N)``.
+    largest
+        Keep the largest scores (``False``: keep the smallest, as GraSP does).
+
+    Returns
+    -------
+    dict[str, torch.BoolTensor]
+        CPU boolean masks with the scores' shapes, ``True`` = kept.
+
+    Notes
+    -----
+    Ties at the threshold are broken by position: the weight that comes first in the
+    concatenation of the flattened tensors (in the order of ``scores``) is kept. The threshold is
+    found with ``torch.kthvalue``, so the result is the same on CPU and CUDA. NaN scores raise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = {"w": torch.tensor([1.0, 1.0, 1.0, 1.0])}
+    >>> masks_from_scores(s, 0.5)["w"].tolist()  # ties go to the lower index
+    [True, True, False, False]
+    >>> masks_from_scores(s, 0.5, largest=False)["w"].tolist()
+    [True, True, False, False]
+    """
+    s = check_sparsity(sparsity)
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    flats = _flat_scores(scores)
+    sizes = [f.numel() for f in flats]
+    k = kept_count(s, sum(sizes))
+    if scope == "global":
+        masks = _select(scores, k, largest=largest)
+    else:
+        counts = apportion([(1.0 - s) * n for n in sizes], sizes, k)
+        masks = {
+            name: _top_k_flat(f, int(c), largest).reshape(t.shape)
+            for (name, t), f, c in zip(scores.items(), flats, counts)
+        }
+    return {name: m.cpu() for name, m in masks.items()}
+
+
+# --------------------------------------------------------------------------- model and data handling
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a stateless model."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter (float32 if none)."""
+    for t in model.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def prepare(model: nn.Module, sparsity: float) -> tuple[float, dict[str, torch.Tensor]]:
+    """Validate ``sparsity`` and the model; return the sparsity and the prunable weights."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    s = check_sparsity(sparsity)
+    params = prunable_parameters(model)
+    if not params:
+        raise ValueError(
+            f"{type(model).__name__} has no prunable layer (no Conv2d or Linear weight); "
+            "nothing to prune"
+        )
+    for name, module in prunable_modules(model).items():
+        if hasattr(module, "weight_orig"):
+            raise ValueError(
+                f"module {name!r} is pruned with torch.nn.utils.prune; call "
+                "torch.nn.utils.prune.remove on it before scoring"
+            )
+    return s, params
+
+
+def require_data(pruner: str, data: Any) -> None:
+    """Raise the standard ``ValueError`` when a data pruner gets no data."""
+    if data is None:
+        raise ValueError(
+            f"pruner {pruner!r} needs data: pass data=(x, y) or an iterable of (x, y) batches "
+            f"(e.g. a DataLoader); the data-free pruners are {', '.join(sorted(DATA_FREE))}"
+        )
+
+
+def _is_batch(obj: Any) -> bool:
+    return (
+        isinstance(obj, (tuple, list))
+        and len(obj) == 2
+        and isinstance(obj[0], torch.Tensor)
+        and isinstance(obj[1], torch.Tensor)
+    )
+
+
+def iter_batches(data: Any) -> Iterator[Batch]:
+    """Yield ``(x, y)`` batches from one batch or an iterable of batches (e.g. a DataLoader)."""
+    if _is_batch(data):
+        yield data[0], data[1]
+        return
+    if isinstance(data, torch.Tensor) or not isinstance(data, Iterable):
+        raise ValueError(
+            f"data must be an (x, y) tuple of tensors or an iterable of such batches, "
+            f"got {type(data).__name__}"
+        )
+    for i, batch in enumerate(data):
+        if not _is_batch(batch):
+            raise ValueError(
+                f"batch {i} of data is a {type(batch).__name__}, expected an (x, y) pair of tensors"
+            )
+        yield batch[0], batch[1]
+
+
+def first_batch(data: Any) -> Batch:
+    """The first ``(x, y)`` batch of ``data``; a ``ValueError`` if there is none."""
+    for batch in iter_batches(data):
+        return batch
+    raise ValueError("data yielded no batch")
+
+
+def cycle_batches(data: Any, n: int) -> list[Batch]:
+    """``n`` batches from ``data``, cycling through the batches already read when it runs out.
+
+    Batches are cycled from memory rather than by iterating ``data`` again, so a one-shot iterator
+    works and a shuffling loader is not asked for a new epoch.
+    """
+    seen: list[Batch] = []
+    for batch in iter_batches(data):
+        seen.append(batch)
+        if len(seen) == n:
+            return seen
+    if not seen:
+        raise ValueError("data yielded no batch")
+    return [seen[i % len(seen)] for i in range(n)]
+
+
+def to_model(batch: Batch, device: torch.device, dtype: torch.dtype) -> Batch:
+    """Move a batch to the model's device; floating inputs take the model's dtype."""
+    x, y = batch
+    x = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
+    return x, y.to(device)
+
+
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Run a block with the global RNG (CPU and ``device``) seeded, restoring it afterwards.
+
+    Dropout in a training-mode forward and a shuffling DataLoader draw from the global RNG; forking
+    it makes them deterministic for ``seed`` without disturbing the caller's random stream.
+    """
+    # torch.manual_seed would also reseed every other GPU without restoring it: seed only the
+    # generators that fork_rng saves.
+    devices = []
+    if device.type == "cuda":
+        devices = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=devices):
+        torch.random.default_generator.manual_seed(int(seed))
+        for index in devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(int(seed))
+        yield
+
+
+def show_progress(progress: bool | None) -> bool:
+    """``progress`` if given, else on unless ``MGELIB_QUIET=1``."""
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("MGELIB_QUIET", "").strip() not in ("1", "true", "yes")
+
+
+# --------------------------------------------------------------------------- diagnostics
+def _positive_probe(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A double-precision eval-mode copy in which every kept weight is positive and nothing else
+    can make an activation positive (zero biases, BN reduced to a positive scaling)."""
+    net = copy.deepcopy(model).double().eval()
+    prunable = prunable_parameters(net)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name in prunable:
+                m = masks[name].to(device=p.device, dtype=p.dtype)
+                # 1/sqrt(fan-in) keeps a dense net from overflowing and a one-path net from
+                # underflowing in double precision; only the sign matters.
+                fan_in = max(1, p[0].numel())
+                p.copy_(m / math.sqrt(fan_in))
+            elif name.rsplit(".", 1)[-1] == "bias":
+                p.zero_()
+            else:
+                p.abs_()
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if module.running_mean is not None:
+                    module.running_mean.zero_()
+                if module.running_var is not None:
+                    module.running_var.fill_(1.0)
+                if module.weight is not None:
+                    module.weight.fill_(1.0)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def path_connected(
+    model: nn.Module, masks: Mapping[str, torch.Tensor], input_shape: Sequence[int]
+) -> bool:
+    """Whether any input → output path of kept weights survives the masks.
+
+    The SynFlow-style probe (Tanaka et al. 2020): on a double-precision, eval-mode copy every kept
+    weight is set to a positive value, every pruned weight to 0, every bias (and BatchNorm shift
+    and running mean) to 0 and BatchNorm to a positive scaling; an all-ones input is fed and the
+    network is connected iff some output is > 0.
+
+    Why this is exact for ReLU networks: with non-negative inputs, non-negative weights and zero
+    biases every activation is non-negative, so nothing cancels. A conv/linear unit is then > 0 iff
+    one of its kept in-edges comes from a unit > 0; ReLU, max/average pooling, flatten, dropout in
+    eval mode and residual additions of non-negative tensors are > 0 iff one of their inputs is;
+    zero padding contributes nothing. By induction over the layers, a unit is > 0 iff a path of
+    kept weights reaches it from the input. The exactness needs activations with ``f(0) = 0`` and
+    ``f(x) > 0`` for ``x > 0`` (ReLU and friends); a sigmoid, say, would make every output positive.
+
+    Parameters
+    ----------
+    model
+        The network (not modified).
+    masks
+        A mask set for ``model`` (see :mod:`mgelib.masks`).
+    input_shape
+        Shape of one input without the batch dimension, e.g. ``(3, 32, 32)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    >>> masks = {"0.weight": torch.tensor([[True, False], [False, False]]),
+    ...          "2.weight": torch.tensor([[True, False]])}
+    >>> path_connected(net, masks, (2,))
+    True
+    >>> masks["2.weight"] = torch.tensor([[False, True]])
+    >>> path_connected(net, masks, (2,))
+    False
+    """
+    check_masks(model, masks)
+    shape = _check_input_shape(input_shape)
+    net = _positive_probe(model, masks)
+    x = torch.ones((1, *shape), dtype=torch.float64, device=model_device(net))
+    with torch.no_grad():
+        out = net(x)
+    return bool((out > 0).any())
+
+
+def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"input_shape must be a sequence of positive ints such as (3, 32, 32), got {input_shape!r}"
+        ) from None
+    if not shape or any(v <= 0 for v in shape):
+        raise ValueError(
+            f"input_shape must be a non-empty sequence of positive ints (one input without the "
+            f"batch dimension, e.g. (3, 32, 32)), got {input_shape!r}"
+        )
+    return shape
+
+
+def layer_report(
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor],
+    input_shape: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """One row per prunable layer: what the masks keep.
+
+    Parameters
+    ----------
+    model
+        The network the masks belong to.
+    masks
+        A mask set for ``model``.
+    input_shape
+        If given, the network-level :func:`path_connected` is computed and stored in
+        ``report.attrs["path_connected"]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer`` (module name), ``parameter``, ``shape``, ``weights``, ``kept``,
+        ``density``, ``collapsed`` (``True`` when no weight of the layer is kept), in the model's
+        registration order. ``attrs`` holds ``sparsity`` (global) and, with ``input_shape``,
+        ``path_connected``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> masks = {"0.weight": torch.ones(3, 4, dtype=torch.bool), "2.weight": torch.zeros(2, 3, dtype=torch.bool)}
+    >>> rep = layer_report(net, masks, input_shape=(4,))
+    >>> rep[["parameter", "kept", "collapsed"]].values.tolist()
+    [['0.weight', 12, False], ['2.weight', 0, True]]
+    >>> rep.attrs["path_connected"]
+    False
+    """
+    check_masks(model, masks)
+    rows = []
+    for name, p in prunable_parameters(model).items():
+        m = masks[name]
+        n, kept = int(m.numel()), int(m.sum())
+        rows.append(
+            {
+                "layer": name.rsplit(".", 1)[0] if "." in name else "",
+                "parameter": name,
+                "shape": tuple(p.shape),
+                "weights": n,
+                "kept": kept,
+                "density": kept / n if n else float("nan"),
+                "collapsed": kept == 0,
+            }
+        )
+    report = pd.DataFrame(rows)
+    total = int(report["weights"].sum())
+    report.attrs["sparsity"] = 1.0 - int(report["kept"].sum()) / total if total else 0.0
+    if input_shape is not None:
+        report.attrs["path_connected"] = path_connected(model, masks, input_shape)
+    return report

@@ -1,0 +1,553 @@
+"""Saliency pruners at initialisation: SNIP, GraSP, SynFlow, ProsPr (SPEC §4).
+
+Each pruner has a ``*_scores`` function (one score tensor per prunable weight, on the model's
+device) and a pruner function that ranks the scores globally with
+:func:`mgelib.pruning.masks_from_scores` and returns CPU boolean masks. Scoring works on a deep copy
+of the model: the model's parameters, buffers, ``requires_grad`` flags and mode are untouched, and
+the global random state is forked and seeded (dropout, shuffling loaders), so the same seed gives
+the same masks.
+
+What the data pruners read from ``data`` (an ``(x, y)`` batch or an iterable of batches):
+
+- SNIP: the first batch;
+- GraSP: ``samples_per_class`` samples of every class, gathered in order from the batches until
+  every class is full or the batches run out (then as many as exist);
+- ProsPr: ``steps + 1`` batches (one per inner step, one for the meta-loss), cycling through
+  the batches already read if ``data`` runs out; a single batch is used for every step.
+
+Examples
+--------
+>>> import torch
+>>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+>>> x, y = torch.randn(12, 8), torch.arange(12) % 3
+>>> masks = snip(net, 0.75, (x, y))
+>>> sum(int(m.sum()) for m in masks.values())  # round(0.25 * 176)
+44
+>>> masks = synflow(net, 0.75, input_shape=(8,), rounds=10)
+>>> sum(int(m.sum()) for m in masks.values())
+44
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from mgelib.masks import Masks, prunable_parameters
+from mgelib.pruning.core import (
+    _check_input_shape,
+    _top_k_flat,
+    cycle_batches,
+    first_batch,
+    iter_batches,
+    kept_count,
+    masks_from_scores,
+    model_device,
+    model_dtype,
+    prepare,
+    require_data,
+    seeded,
+    show_progress,
+    to_model,
+)
+
+__all__ = [
+    "snip",
+    "snip_scores",
+    "grasp",
+    "grasp_scores",
+    "synflow",
+    "synflow_scores",
+    "prospr",
+    "prospr_scores",
+]
+
+Scores = dict[str, torch.Tensor]
+
+
+def _scoring_copy(model: nn.Module, *, train: bool = True) -> tuple[nn.Module, Scores]:
+    """A deep copy whose prunable weights (and only those) require grad."""
+    net = copy.deepcopy(model)
+    net.train(train)
+    weights = prunable_parameters(net)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for w in weights.values():
+        w.requires_grad_(True)
+    return net, weights
+
+
+def _fill(grads: Sequence[torch.Tensor | None], like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Replace the ``None`` gradients of unused weights by zeros."""
+    return [torch.zeros_like(w) if g is None else g for g, w in zip(grads, like)]
+
+
+# --------------------------------------------------------------------------- SNIP
+def snip_scores(model: nn.Module, data: Any, *, seed: int = 0) -> Scores:
+    """SNIP saliency ``|∂L/∂c| = |g ⊙ w|`` at ``c = 1`` on the first batch of ``data``.
+
+    The loss is the mean cross-entropy of the model in training mode (BatchNorm uses the batch's
+    statistics, as in the first training step). Scores are on the model's device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 2)
+    >>> s = snip_scores(net, (torch.randn(4, 3), torch.tensor([0, 1, 0, 1])))
+    >>> s["weight"].shape
+    torch.Size([2, 3])
+    """
+    require_data("snip", data)
+    device, dtype = model_device(model), model_dtype(model)
+    with seeded(device, seed), torch.enable_grad():
+        x, y = to_model(first_batch(data), device, dtype)
+        net, weights = _scoring_copy(model)
+        ws = list(weights.values())
+        loss = F.cross_entropy(net(x), y)
+        grads = _fill(torch.autograd.grad(loss, ws, allow_unused=True), ws)
+    return {n: (g * w).detach().abs() for (n, w), g in zip(weights.items(), grads)}
+
+
+def snip(model: nn.Module, sparsity: float, data: Any, *, seed: int = 0) -> Masks:
+    """SNIP (Lee et al. 2019): keep the global top-k of ``|g ⊙ w|`` on one mini-batch.
+
+    Parameters
+    ----------
+    model
+        The initialised network (not modified).
+    sparsity
+        Fraction of prunable weights to remove, in [0, 1).
+    data
+        An ``(x, y)`` batch or an iterable of batches; only the first batch is read.
+    seed
+        Seeds the global RNG while scoring (dropout, a shuffling loader).
+
+    Returns
+    -------
+    dict[str, torch.BoolTensor]
+        CPU masks keyed by parameter name; exactly ``round((1 - sparsity) · N)`` kept.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> m = snip(net, 0.5, (torch.randn(6, 4), torch.tensor([0, 1] * 3)))
+    >>> sum(int(v.sum()) for v in m.values())
+    24
+    """
+    s, _ = prepare(model, sparsity)
+    return masks_from_scores(snip_scores(model, data, seed=seed), s)
+
+
+# --------------------------------------------------------------------------- GraSP
+def _gather_per_class(
+    net: nn.Module, data: Any, samples_per_class: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``samples_per_class`` samples of each class, ordered by class then by arrival (CPU)."""
+    xs: dict[int, list[torch.Tensor]] = {}
+    counts: dict[int, int] = {}
+    num_classes: int | None = None
+    for x, y in iter_batches(data):
+        if num_classes is None:
+            # The number of classes is the width of the model's output.
+            was_training = net.training
+            net.eval()
+            with torch.no_grad():
+                probe = x[:1].to(device=model_device(net))
+                if probe.is_floating_point():
+                    probe = probe.to(model_dtype(net))
+                num_classes = int(net(probe).shape[-1])
+            net.train(was_training)
+        y = y.detach().cpu().reshape(-1).long()
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise ValueError(
+                f"labels must lie in [0, {num_classes}) (the model has {num_classes} outputs), "
+                f"got labels from {int(y.min())} to {int(y.max())}"
+            )
+        x = x.detach().cpu()
+        for c in torch.unique(y).tolist():
+            need = samples_per_class - counts.get(c, 0)
+            if need <= 0:
+                continue
+            idx = torch.nonzero(y == c).flatten()[:need]
+            xs.setdefault(c, []).append(x[idx])
+            counts[c] = counts.get(c, 0) + len(idx)
+        if len(counts) == num_classes and min(counts.values()) >= samples_per_class:
+            break
+    if not counts:
+        raise ValueError("data yielded no sample for GraSP")
+    classes = sorted(xs)
+    xcat = torch.cat([torch.cat(xs[c]) for c in classes])
+    ycat = torch.cat([torch.full((counts[c],), c, dtype=torch.long) for c in classes])
+    return xcat, ycat
+
+
+def grasp_scores(
+    model: nn.Module,
+    data: Any,
+    *,
+    temperature: float = 200.0,
+    samples_per_class: int = 10,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> Scores:
+    """GraSP scores ``−w ⊙ (H g)`` (Wang et al. 2020); large scores are the ones to remove.
+
+    ``g = ∇_w L`` and ``H g = ∇_w (gᵀ ∇_w L)`` with ``g`` held constant (a double backward), where
+    ``L`` is the mean cross-entropy of ``logits / temperature`` over ``samples_per_class``
+    samples of each class (model in training mode).
+
+    Parameters
+    ----------
+    batch_size
+        Process the gathered samples in chunks of this size to bound memory (``None``: one pass).
+        The loss is the size-weighted mean over chunks, so only BatchNorm's batch statistics depend
+        on the chunking. With dropout, the two passes draw different dropout masks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    >>> s = grasp_scores(net, (torch.randn(8, 3), torch.tensor([0, 1] * 4)), samples_per_class=2)
+    >>> sorted(s)
+    ['0.weight', '2.weight']
+    """
+    require_data("grasp", data)
+    if float(temperature) <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if int(samples_per_class) < 1:
+        raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class!r}")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size!r}")
+    device, dtype = model_device(model), model_dtype(model)
+    t = float(temperature)
+    with seeded(device, seed), torch.enable_grad():
+        net, weights = _scoring_copy(model)
+        x_all, y_all = _gather_per_class(net, data, int(samples_per_class))
+        n = len(y_all)
+        step = n if batch_size is None else int(batch_size)
+        chunks = [(x_all[i : i + step], y_all[i : i + step]) for i in range(0, n, step)]
+        ws = list(weights.values())
+
+        def chunk_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            x, y = to_model((x, y), device, dtype)
+            return F.cross_entropy(net(x) / t, y) * (len(y) / n)
+
+        g = [torch.zeros_like(w) for w in ws]
+        for x, y in chunks:
+            grads = _fill(torch.autograd.grad(chunk_loss(x, y), ws, allow_unused=True), ws)
+            g = [a + b for a, b in zip(g, grads)]
+        hg = [torch.zeros_like(w) for w in ws]
+        for x, y in chunks:
+            grads = torch.autograd.grad(chunk_loss(x, y), ws, create_graph=True, allow_unused=True)
+            z = sum((gi * gc).sum() for gi, gc in zip(grads, g) if gi is not None)
+            if isinstance(z, torch.Tensor) and z.requires_grad:
+                hz = _fill(torch.autograd.grad(z, ws, allow_unused=True), ws)
+                hg = [a + b for a, b in zip(hg, hz)]
+    return {name: (-w * h).detach() for (name, w), h in zip(weights.items(), hg)}
+
+
+def grasp(
+    model: nn.Module,
+    sparsity: float,
+    data: Any,
+    *,
+    temperature: float = 200.0,
+    samples_per_class: int = 10,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> Masks:
+    """GraSP: remove the weights with the **largest** ``−w ⊙ Hg`` (keep the global bottom-k).
+
+    Removing a weight whose ``−w ⊙ Hg`` is large reduces the gradient flow the least (or raises
+    it): GraSP preserves the gradient norm after pruning. See :func:`grasp_scores` for the
+    parameters; ``data`` gives ``samples_per_class`` samples of each class (as many as exist).
+
+    Unlike the authors' code, the weights are not re-initialised before scoring (the scores
+    belong to the model as given) and nothing is tied to CUDA.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> m = grasp(net, 0.5, (torch.randn(8, 4), torch.tensor([0, 1] * 4)), samples_per_class=4)
+    >>> sum(int(v.sum()) for v in m.values())
+    24
+    """
+    s, _ = prepare(model, sparsity)
+    scores = grasp_scores(
+        model,
+        data,
+        temperature=temperature,
+        samples_per_class=samples_per_class,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    return masks_from_scores(scores, s, largest=False)
+
+
+# --------------------------------------------------------------------------- SynFlow
+def _synflow_probe(model: nn.Module) -> tuple[nn.Module, Scores, Scores]:
+    """The linearised copy: float64, eval mode, every parameter and floating buffer → |·|."""
+    net = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+        for b in net.buffers():
+            if b.is_floating_point():
+                b.abs_()
+    weights = prunable_parameters(net)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for w in weights.values():
+        w.requires_grad_(True)
+    w_abs = {n: w.detach().clone() for n, w in weights.items()}
+    return net, weights, w_abs
+
+
+def _synflow_round(
+    net: nn.Module,
+    weights: Scores,
+    w_abs: Scores,
+    masks: Mapping[str, torch.Tensor] | None,
+    x: torch.Tensor,
+    out: Mapping[str, torch.Tensor] | None = None,
+) -> Scores:
+    """Scores of the linearised ``net`` with weights ``w_abs ⊙ masks``, written into ``out``
+    (views of one flat buffer in :func:`synflow`) or into new tensors."""
+    with torch.no_grad():
+        for n, w in weights.items():
+            w.copy_(w_abs[n])
+            if masks is not None:
+                w.mul_(masks[n])
+    ws = list(weights.values())
+    r = net(x).sum()
+    grads = _fill(torch.autograd.grad(r, ws, allow_unused=True), ws)
+    scores = {}
+    with torch.no_grad():
+        for (n, w), g in zip(weights.items(), grads):
+            scores[n] = torch.mul(g, w, out=out[n]) if out is not None else g * w
+            scores[n].abs_()
+    return scores
+
+
+def synflow_scores(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> Scores:
+    """One round of SynFlow scores ``|∂R/∂w ⊙ w|`` on the (masked) linearised network.
+
+    ``R`` is the sum of the outputs for an all-ones input of shape ``(1, *input_shape)``, computed
+    on a float64 copy in eval mode in which every parameter and floating buffer is replaced by its
+    absolute value (Tanaka et al. 2020). Scores are float64 on the model's device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.copy_(torch.tensor([[1.0, -2.0], [3.0, 4.0]]))
+    ...     _ = net[1].weight.copy_(torch.tensor([[1.0, -1.0]]))
+    >>> synflow_scores(net, (2,))["0.weight"].tolist()  # |w0| ⊙ |w1| broadcast per row
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
+    prepare(model, 0.0)
+    shape = _check_input_shape(input_shape)
+    with torch.enable_grad():
+        net, weights, w_abs = _synflow_probe(model)
+        x = torch.ones((1, *shape), dtype=torch.float64, device=model_device(net))
+        dev_masks = None if masks is None else {n: m.to(x.device) for n, m in masks.items()}
+        return _synflow_round(net, weights, w_abs, dev_masks, x)
+
+
+def synflow(
+    model: nn.Module,
+    sparsity: float,
+    *,
+    input_shape: Sequence[int],
+    rounds: int = 100,
+    seed: int = 0,
+    on_round: Callable[[int, float, int], None] | None = None,
+    progress: bool | None = None,
+) -> Masks:
+    """SynFlow (Tanaka et al. 2020): iterative, data-free pruning by synaptic flow.
+
+    Round ``k = 1 … rounds`` re-scores the network masked by round ``k − 1`` with
+    :func:`synflow_scores` and keeps the global top ``round(d_k · N)`` weights among those still
+    kept, where ``d_k = d^(k / rounds)`` (the exponential schedule; the last round hits ``d``
+    exactly). A pruned weight never comes back.
+
+    Parameters
+    ----------
+    input_shape
+        Shape of one input without the batch dimension, e.g. ``(3, 32, 32)``.
+    rounds
+        Number of pruning rounds (100 in the paper).
+    seed
+        Accepted for a uniform signature; SynFlow uses no randomness.
+    on_round
+        Called after each round as ``on_round(k, d_k, kept)``, e.g. to record the schedule.
+    progress
+        Show a tqdm bar over the rounds (default: on unless ``MGELIB_QUIET=1``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> seen = []
+    >>> m = synflow(net, 0.5, input_shape=(4,), rounds=4, progress=False,
+    ...             on_round=lambda k, d, kept: seen.append(kept))
+    >>> seen  # round(0.5 ** (k / 4) * 48)
+    [40, 34, 29, 24]
+    """
+    s, _ = prepare(model, sparsity)
+    shape = _check_input_shape(input_shape)
+    if int(rounds) != rounds or int(rounds) < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    rounds = int(rounds)
+    d = 1.0 - s
+    with torch.enable_grad():
+        net, weights, w_abs = _synflow_probe(model)
+        device = model_device(net)
+        x = torch.ones((1, *shape), dtype=torch.float64, device=device)
+        # One flat score buffer and one flat keep-vector, with per-layer views into both: the
+        # global selection then needs no concatenation in each of the 100 rounds.
+        total = sum(w.numel() for w in weights.values())
+        flat = torch.empty(total, dtype=torch.float64, device=device)
+        keep = torch.ones(total, dtype=torch.bool, device=device)
+        bounds, start = {}, 0
+        for n, w in weights.items():
+            bounds[n] = (start, start + w.numel(), w.shape)
+            start += w.numel()
+
+        def views(t: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {n: t[a:b].view(shape) for n, (a, b, shape) in bounds.items()}
+
+        bar = tqdm(
+            range(1, rounds + 1), desc="synflow", leave=False, disable=not show_progress(progress)
+        )
+        for k in bar:
+            d_k = d if k == rounds else d ** (k / rounds)
+            _synflow_round(net, weights, w_abs, views(keep), x, out=views(flat))
+            # Pruned weights score -inf so they are never selected again (their flow is 0, but so
+            # may be the flow of a kept weight, and ties go by position).
+            flat.masked_fill_(~keep, float("-inf"))
+            if bool(torch.isnan(flat).any()):
+                raise ValueError(
+                    "SynFlow scores overflowed to NaN in float64; the network is too deep or "
+                    "too wide for the all-ones probe"
+                )
+            kept = kept_count(1.0 - d_k, total)
+            keep = _top_k_flat(flat, kept)
+            if on_round is not None:
+                on_round(k, d_k, kept)
+    return {n: m.cpu().clone() for n, m in views(keep).items()}
+
+
+# --------------------------------------------------------------------------- ProsPr
+def prospr_scores(
+    model: nn.Module,
+    data: Any,
+    *,
+    steps: int = 3,
+    inner_lr: float = 0.5,
+    inner_momentum: float = 0.9,
+    seed: int = 0,
+) -> Scores:
+    """ProsPr meta-gradients ``|∂L(θ_steps)/∂c|`` at ``c = 1`` (Alizadeh et al. 2022).
+
+    Every prunable weight is multiplied by a mask ``c`` initialised to one; ``steps`` SGD steps
+    (learning rate ``inner_lr``, heavy-ball momentum ``inner_momentum``, no weight decay) are
+    unrolled differentiably with :func:`torch.func.functional_call` on the trainable parameters,
+    batch ``i`` for step ``i``; the loss after the last step is taken on batch ``steps`` and
+    differentiated w.r.t. ``c`` through the whole unroll (second order). ``steps + 1`` batches are
+    read (see the module docstring). With ``steps=0`` this is SNIP on the same batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> s = prospr_scores(net, (torch.randn(6, 3), torch.tensor([0, 1] * 3)), steps=1)
+    >>> s["2.weight"].shape
+    torch.Size([2, 4])
+    """
+    require_data("prospr", data)
+    if int(steps) != steps or int(steps) < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not 0.0 <= float(inner_momentum) < 1.0:
+        raise ValueError(f"inner_momentum must lie in [0, 1), got {inner_momentum!r}")
+    steps = int(steps)
+    lr, mom = float(inner_lr), float(inner_momentum)
+    device, dtype = model_device(model), model_dtype(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    with seeded(device, seed), torch.enable_grad():
+        batches = [to_model(b, device, dtype) for b in cycle_batches(data, steps + 1)]
+        net = copy.deepcopy(model).train()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        prunable = prunable_parameters(net)
+        masks = {n: torch.ones_like(w, requires_grad=True) for n, w in prunable.items()}
+        fast: dict[str, torch.Tensor] = {}
+        for n, p in net.named_parameters():
+            if n in masks:
+                fast[n] = p.detach() * masks[n]
+            elif n in trainable:
+                fast[n] = p.detach().clone().requires_grad_(True)
+            # frozen parameters (e.g. SPEC §1's frozen biases) are taken from the module
+        names = list(fast)
+        buf: dict[str, torch.Tensor] = {}
+        for i in range(steps):
+            x, y = batches[i]
+            loss = F.cross_entropy(functional_call(net, fast, (x,)), y)
+            grads = torch.autograd.grad(
+                loss, [fast[n] for n in names], create_graph=True, allow_unused=True
+            )
+            for n, g in zip(names, grads):
+                if g is None:
+                    continue
+                # torch.optim.SGD's heavy ball: buf = g at the first step, then m·buf + g.
+                buf[n] = g if n not in buf else buf[n] * mom + g
+                fast[n] = fast[n] - lr * buf[n]
+        x, y = batches[steps]
+        loss = F.cross_entropy(functional_call(net, fast, (x,)), y)
+        ms = list(masks.values())
+        meta = _fill(torch.autograd.grad(loss, ms, allow_unused=True), ms)
+    return {n: g.detach().abs() for n, g in zip(masks, meta)}
+
+
+def prospr(
+    model: nn.Module,
+    sparsity: float,
+    data: Any,
+    *,
+    steps: int = 3,
+    inner_lr: float = 0.5,
+    inner_momentum: float = 0.9,
+    seed: int = 0,
+) -> Masks:
+    """ProsPr: keep the global top-k of the meta-gradient magnitude (see :func:`prospr_scores`).
+
+    Unlike the authors' code, the batches come from ``data`` (their code ignores the loader it is
+    given and reloads CIFAR), and the model stays on its own device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> m = prospr(net, 0.5, (torch.randn(6, 4), torch.tensor([0, 1] * 3)), steps=2)
+    >>> sum(int(v.sum()) for v in m.values())
+    24
+    """
+    s, _ = prepare(model, sparsity)
+    scores = prospr_scores(
+        model, data, steps=steps, inner_lr=inner_lr, inner_momentum=inner_momentum, seed=seed
+    )
+    return masks_from_scores(scores, s)
