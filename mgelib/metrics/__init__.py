@@ -1,0 +1,22 @@
+"""Graph metrics: topometrics on the MGE (SPEC §6), per-layer metrics on the BGEs, and the
+Ramanujan metrics (SPEC §7)."""
+
+from mgelib.metrics.topo import (
+    GROUPS,
+    NORMALISER,
+    TOPOMETRICS,
+    TopoResult,
+    motif_sample_size,
+    normalised,
+    topometrics,
+)
+
+__all__ = [
+    "topometrics",
+    "TopoResult",
+    "TOPOMETRICS",
+    "NORMALISER",
+    "GROUPS",
+    "normalised",
+    "motif_sample_size",
+]

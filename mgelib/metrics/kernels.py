@@ -1,0 +1,284 @@
+"""Compiled graph kernels for the combinatorial topometrics (numba, O(V + E) each).
+
+Why not igraph here: handing an edge list to python-igraph costs ~0.4 µs per edge in its
+Python-object conversion (1.7 s for CONV-6 at s = 0.98, ~8 s at s = 0.9) — longer than every
+metric together. These kernels read the scipy CSR arrays directly. igraph stays the reference
+engine (``topometrics(..., engine="igraph")``) and the tests check both engines agree exactly, and
+against networkx, on random graphs.
+
+All kernels work on the *undirected multigraph* view of a directed graph (what igraph uses for
+bridges, articulation points, ``coreness(mode="all")`` and the RAND-ESU neighbourhoods): every
+directed edge ``i → j`` appears in both adjacency lists, with an edge id, so parallel edges
+(``i → j`` and ``j → i``) are two edges and never a bridge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+__all__ = [
+    "UndirectedView",
+    "undirected_view",
+    "bridges_and_articulation_points",
+    "core_numbers",
+    "two_hop_sizes",
+    "esu4_counts",
+]
+
+
+class UndirectedView:
+    """CSR of the undirected multigraph: ``indptr``, ``indices`` (neighbour), ``edge`` (edge id)."""
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, edge: np.ndarray, n_edges: int):
+        self.indptr = indptr
+        self.indices = indices
+        self.edge = edge
+        self.n_edges = n_edges
+
+    @property
+    def n_nodes(self) -> int:
+        return self.indptr.size - 1
+
+
+@njit(cache=True)
+def _undirected(indptr, indices, n):  # pragma: no cover - compiled
+    # Counting sort: out-edges of v first (in CSR order), then its in-edges.
+    deg = np.zeros(n, np.int64)
+    for v in range(n):
+        deg[v] += indptr[v + 1] - indptr[v]
+        for k in range(indptr[v], indptr[v + 1]):
+            deg[indices[k]] += 1
+    ptr = np.zeros(n + 1, np.int64)
+    for v in range(n):
+        ptr[v + 1] = ptr[v] + deg[v]
+    fill = ptr[:-1].copy()
+    nbr = np.empty(ptr[n], np.int64)
+    eid = np.empty(ptr[n], np.int64)
+    for v in range(n):
+        for k in range(indptr[v], indptr[v + 1]):
+            u = indices[k]
+            nbr[fill[v]] = u
+            eid[fill[v]] = k
+            fill[v] += 1
+    for v in range(n):
+        for k in range(indptr[v], indptr[v + 1]):
+            u = indices[k]
+            nbr[fill[u]] = v
+            eid[fill[u]] = k
+            fill[u] += 1
+    return ptr, nbr, eid
+
+
+def undirected_view(adj: sp.csr_array) -> UndirectedView:
+    """Both directions of every edge, grouped by node (a self-loop appears twice, like igraph)."""
+    ptr, nbr, eid = _undirected(
+        adj.indptr.astype(np.int64), adj.indices.astype(np.int64), adj.shape[0]
+    )
+    return UndirectedView(ptr, nbr, eid, adj.nnz)
+
+
+@njit(cache=True)
+def _bridges_ap(indptr, indices, edge, n):  # pragma: no cover - compiled
+    disc = np.full(n, -1, np.int64)
+    low = np.zeros(n, np.int64)
+    parent_edge = np.full(n, -1, np.int64)
+    parent = np.full(n, -1, np.int64)
+    pos = np.zeros(n, np.int64)
+    children = np.zeros(n, np.int64)
+    is_ap = np.zeros(n, np.bool_)
+    stack = np.empty(n, np.int64)
+    n_bridges = 0
+    time = 0
+    for root in range(n):
+        if disc[root] >= 0:
+            continue
+        disc[root] = time
+        low[root] = time
+        time += 1
+        pos[root] = indptr[root]
+        top = 0
+        stack[0] = root
+        while top >= 0:
+            u = stack[top]
+            if pos[u] < indptr[u + 1]:
+                k = pos[u]
+                pos[u] += 1
+                v = indices[k]
+                eid = edge[k]
+                if eid == parent_edge[u] or v == u:
+                    continue  # the tree edge we came in by (only that copy), or a self-loop
+                if disc[v] < 0:
+                    disc[v] = time
+                    low[v] = time
+                    time += 1
+                    parent[v] = u
+                    parent_edge[v] = eid
+                    pos[v] = indptr[v]
+                    children[u] += 1
+                    top += 1
+                    stack[top] = v
+                elif disc[v] < low[u]:
+                    low[u] = disc[v]
+            else:
+                top -= 1
+                p = parent[u]
+                if p >= 0:
+                    if low[u] < low[p]:
+                        low[p] = low[u]
+                    if low[u] > disc[p]:
+                        n_bridges += 1
+                    if parent[p] >= 0 and low[u] >= disc[p]:
+                        is_ap[p] = True
+        if children[root] > 1:
+            is_ap[root] = True
+    return n_bridges, int(is_ap.sum())
+
+
+def bridges_and_articulation_points(view: UndirectedView) -> tuple[int, int]:
+    """Number of bridges and of articulation points of the undirected view (iterative DFS)."""
+    return _bridges_ap(view.indptr, view.indices, view.edge, view.n_nodes)
+
+
+@njit(cache=True)
+def _cores(indptr, indices, n):  # pragma: no cover - compiled
+    # Batagelj & Zaversnik (2003), O(E): bucket sort by degree, peel in order.
+    deg = np.empty(n, np.int64)
+    md = 0
+    for v in range(n):
+        deg[v] = indptr[v + 1] - indptr[v]
+        if deg[v] > md:
+            md = deg[v]
+    bins = np.zeros(md + 2, np.int64)
+    for v in range(n):
+        bins[deg[v]] += 1
+    start = 0
+    for d in range(md + 1):
+        num = bins[d]
+        bins[d] = start
+        start += num
+    pos = np.empty(n, np.int64)
+    vert = np.empty(n, np.int64)
+    for v in range(n):
+        pos[v] = bins[deg[v]]
+        vert[pos[v]] = v
+        bins[deg[v]] += 1
+    for d in range(md, 0, -1):
+        bins[d] = bins[d - 1]
+    bins[0] = 0
+    for i in range(n):
+        v = vert[i]
+        for k in range(indptr[v], indptr[v + 1]):
+            u = indices[k]
+            if deg[u] > deg[v]:
+                du = deg[u]
+                pu = pos[u]
+                pw = bins[du]
+                w = vert[pw]
+                if u != w:
+                    pos[u] = pw
+                    vert[pu] = w
+                    pos[w] = pu
+                    vert[pw] = u
+                bins[du] += 1
+                deg[u] -= 1
+    return deg
+
+
+def core_numbers(view: UndirectedView) -> np.ndarray:
+    """Core number of every node with undirected (in + out) degree, like igraph ``mode="all"``."""
+    return _cores(view.indptr, view.indices, view.n_nodes)
+
+
+@njit(cache=True)
+def _two_hop(indptr, indices, n):  # pragma: no cover - compiled
+    stamp = np.zeros(n, np.int64)
+    out = np.empty(n, np.int64)
+    for v in range(n):
+        tag = v + 1
+        stamp[v] = tag
+        count = 1
+        for a in range(indptr[v], indptr[v + 1]):
+            u = indices[a]
+            if stamp[u] != tag:
+                stamp[u] = tag
+                count += 1
+        for a in range(indptr[v], indptr[v + 1]):
+            u = indices[a]
+            for b in range(indptr[u], indptr[u + 1]):
+                w = indices[b]
+                if stamp[w] != tag:
+                    stamp[w] = tag
+                    count += 1
+        out[v] = count
+    return out
+
+
+def two_hop_sizes(adj: sp.csr_array) -> np.ndarray:
+    """Number of nodes within two out-steps of each node, the node itself included."""
+    return _two_hop(adj.indptr.astype(np.int64), adj.indices.astype(np.int64), adj.shape[0])
+
+
+@njit(cache=True)
+def _esu4(indptr, indices, n, roots):  # pragma: no cover - compiled
+    # For each root v: the number of weakly connected induced 4-vertex subgraphs whose smallest
+    # vertex is v — the quantity RAND-ESU (Wernicke 2006) enumerates from v with no cut-off.
+    # `mark[x] > 0` ⇔ x is in the current subgraph or adjacent to it (ESU's exclusive
+    # neighbourhood test); extension lists only take vertices > v.
+    mark = np.zeros(n, np.int64)
+    ext1 = np.empty(n, np.int64)
+    ext2 = np.empty(n, np.int64)
+    out = np.zeros(roots.size, np.int64)
+    for r in range(roots.size):
+        v = roots[r]
+        total = 0
+        mark[v] += 1
+        n1 = 0
+        for a in range(indptr[v], indptr[v + 1]):
+            u = indices[a]
+            if mark[u] == 0 and u > v:
+                ext1[n1] = u
+                n1 += 1
+            mark[u] += 1
+        for i in range(n1):
+            w1 = ext1[i]
+            mark[w1] += 1
+            # ext2 = ext1[i+1:] + exclusive neighbours of w1
+            n2 = 0
+            for j in range(i + 1, n1):
+                ext2[n2] = ext1[j]
+                n2 += 1
+            for a in range(indptr[w1], indptr[w1 + 1]):
+                u = indices[a]
+                if mark[u] == 0 and u > v:
+                    ext2[n2] = u
+                    n2 += 1
+                mark[u] += 1
+            for j in range(n2):
+                w2 = ext2[j]
+                mark[w2] += 1
+                # |ext3| = |ext2[j+1:]| + exclusive neighbours of w2 (counted once each)
+                c = n2 - j - 1
+                for a in range(indptr[w2], indptr[w2 + 1]):
+                    u = indices[a]
+                    if mark[u] == 0 and u > v:
+                        c += 1
+                    mark[u] += 1
+                total += c
+                for a in range(indptr[w2], indptr[w2 + 1]):
+                    mark[indices[a]] -= 1
+                mark[w2] -= 1
+            for a in range(indptr[w1], indptr[w1 + 1]):
+                mark[indices[a]] -= 1
+            mark[w1] -= 1
+        for a in range(indptr[v], indptr[v + 1]):
+            mark[indices[a]] -= 1
+        mark[v] -= 1
+        out[r] = total
+    return out
+
+
+def esu4_counts(view: UndirectedView, roots: np.ndarray) -> np.ndarray:
+    """For each root, the number of connected 4-vertex subgraphs whose smallest vertex it is."""
+    return _esu4(view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64))
