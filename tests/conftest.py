@@ -22,3 +22,42 @@ def torch_single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir():
+    """``../shared/fixtures`` (or ``MGELIB_FIXTURES``); skips the test when it is absent."""
+    from mgelib import paths
+
+    d = paths.fixtures_dir()
+    if not (d / "conv6_erk_s0.98").is_dir():
+        pytest.skip(f"reference fixtures not found at {d} (set MGELIB_FIXTURES)")
+    return d
+
+
+def load_fixture_model(fixtures_dir, name: str):  # noqa: ANN001, ANN201
+    """The fixture's network (``conv6_erk_s0.98`` or ``resnet20_erk_s0.98``) with the authors'
+    masked weights loaded, masks registered from the non-zero pattern, in eval mode."""
+    import json
+
+    import numpy as np
+
+    from mgelib.masks import apply_masks, prunable_parameters
+    from mgelib.models import build
+
+    ref = json.loads((fixtures_dir / name / "reference.json").read_text())
+    model = build(
+        ref["model"],
+        in_channels=ref["input_shape"][0],
+        num_classes=ref["num_classes"],
+        input_size=ref["input_shape"][1],
+        seed=0,
+    )
+    arrays = np.load(fixtures_dir / name / "masked_weights.npz")
+    params = prunable_parameters(model)
+    with torch.no_grad():
+        for key in arrays.files:
+            params[f"{key}.weight"].copy_(torch.from_numpy(arrays[key]))
+    masks = {k: p.detach() != 0 for k, p in params.items()}
+    apply_masks(model, masks)
+    return model.eval(), ref
