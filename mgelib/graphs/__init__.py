@@ -142,7 +142,9 @@ def layer_weights(
         else:
             kept = w != 0
         if tuple(kept.shape) != tuple(w.shape):
-            raise ValueError(f"mask of {key!r} has shape {tuple(kept.shape)}, weight {tuple(w.shape)}")
+            raise ValueError(
+                f"mask of {key!r} has shape {tuple(kept.shape)}, weight {tuple(w.shape)}"
+            )
         kept_np = kept.numpy()
         if weights == "binary":
             mag = kept_np.astype(np.float32)
@@ -166,7 +168,10 @@ def estimate_edges(
 ) -> int:
     """Exact number of MGE edges, computed from the masks without building the graph."""
     plan = plan_for(
-        model, input_shape, keep_input_padding=keep_input_padding, identity_shortcuts=identity_shortcuts
+        model,
+        input_shape,
+        keep_input_padding=keep_input_padding,
+        identity_shortcuts=identity_shortcuts,
     )
     return count_edges(plan, layer_weights(model, masks=masks, weights="binary"), compat)
 
@@ -241,14 +246,21 @@ def encode(
     }
     if encoding in BGE_ENCODINGS:
         lw = layer_weights(
-            model, weights=weights, weight_precision=weight_precision, masks=masks, round_weights=False
+            model,
+            weights=weights,
+            weight_precision=weight_precision,
+            masks=masks,
+            round_weights=False,
         )
         named = {k.removesuffix(".weight"): v for k, v in lw.items()}
         return build_bge(encoding, named, weight_precision=weight_precision, meta=meta)
     if input_shape is None:
         raise ValueError("the MGE is input-aware: pass input_shape=(C, H, W) of one sample")
     plan = plan_for(
-        model, input_shape, keep_input_padding=keep_input_padding, identity_shortcuts=identity_shortcuts
+        model,
+        input_shape,
+        keep_input_padding=keep_input_padding,
+        identity_shortcuts=identity_shortcuts,
     )
     lw = layer_weights(model, weights=weights, weight_precision=weight_precision, masks=masks)
     return build_mge(

@@ -108,7 +108,9 @@ class Graph:
         """Partition index of each node id."""
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= self.n_nodes):
-            raise ValueError(f"node ids must lie in [0, {self.n_nodes}), got {ids.min()}..{ids.max()}")
+            raise ValueError(
+                f"node ids must lie in [0, {self.n_nodes}), got {ids.min()}..{ids.max()}"
+            )
         return np.searchsorted(self.offsets, ids, side="right") - 1
 
     def node_info(self, ids: Sequence[int] | np.ndarray | None = None) -> pd.DataFrame:
@@ -168,9 +170,7 @@ def to_igraph(graph: Graph, weights: bool = True):  # noqa: ANN201
     import igraph as ig
 
     src, tgt, w = graph.edges()
-    g = ig.Graph(
-        n=graph.n_nodes, edges=np.column_stack([src, tgt]).astype(np.int64), directed=True
-    )
+    g = ig.Graph(n=graph.n_nodes, edges=np.column_stack([src, tgt]).astype(np.int64), directed=True)
     if weights:
         g.es["weight"] = w.astype(np.float64)
     g.vs["subset"] = np.repeat(np.arange(len(graph.dims)), graph.dims).tolist()

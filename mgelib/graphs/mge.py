@@ -171,9 +171,7 @@ def _emit_conv(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer
                 buf.add(src[valid], tgt[valid], w[valid])
 
 
-def _emit_conv_compat(
-    step: ConvStep, lw: LayerWeights, base_in: int, buf: _EdgeBuffer
-) -> None:
+def _emit_conv_compat(step: ConvStep, lw: LayerWeights, base_in: int, buf: _EdgeBuffer) -> None:
     """The authors' strided-conv numbering (SPEC §5.1, reference compatibility): sources laid out
     over an H'×W' grid and targets offset from the *input* partition's start."""
     o, i, dy, dx = np.nonzero(lw.kept)

@@ -328,7 +328,9 @@ class _Interpreter(fx.Interpreter):
             if isinstance(module, _PASSTHROUGH_MODULES):
                 return x
             if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-                return self._pool(x, module.kernel_size, module.stride, module.padding, module, where)
+                return self._pool(
+                    x, module.kernel_size, module.stride, module.padding, module, where
+                )
             if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
                 return self._adaptive_pool(x, result, where)
             if isinstance(module, nn.Flatten):
@@ -451,7 +453,10 @@ class _Interpreter(fx.Interpreter):
             )
         multiplier = 0
         if module.groups != 1:
-            if module.groups == module.in_channels and module.out_channels % module.in_channels == 0:
+            if (
+                module.groups == module.in_channels
+                and module.out_channels % module.in_channels == 0
+            ):
                 multiplier = module.out_channels // module.in_channels
             else:
                 raise UnsupportedOperation(
@@ -519,8 +524,10 @@ class _Interpreter(fx.Interpreter):
         stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
         padding = kwargs.get("padding", args[4] if len(args) > 4 else 0)
         groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
-        if _pair(stride) != _pair(owner.stride) or _pair(padding) != _pair(owner.padding) or (
-            groups != owner.groups
+        if (
+            _pair(stride) != _pair(owner.stride)
+            or _pair(padding) != _pair(owner.padding)
+            or (groups != owner.groups)
         ):
             raise UnsupportedOperation(
                 f"{where}: F.conv2d called with geometry different from {owner_name!r}"
@@ -656,7 +663,9 @@ class _Interpreter(fx.Interpreter):
                 f"{where}: mean over dims {dims} is supported only as a global spatial average"
             )
         c, h, w, m = src.table.shape
-        table = src.table.reshape(c, 1, 1, h * w * m) if keepdim else src.table.reshape(c, h * w * m)
+        table = (
+            src.table.reshape(c, 1, 1, h * w * m) if keepdim else src.table.reshape(c, h * w * m)
+        )
         return _Nodes(table=table, origin=src.origin, duplicates=src.duplicates)
 
 
@@ -693,11 +702,14 @@ def _pool_out(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
 
 def _adaptive_windows(size: int, out: int) -> list[np.ndarray]:
     return [
-        np.arange((i * size) // out, -(-((i + 1) * size) // out), dtype=np.int64) for i in range(out)
+        np.arange((i * size) // out, -(-((i + 1) * size) // out), dtype=np.int64)
+        for i in range(out)
     ]
 
 
-def _gather_windows(table: np.ndarray, rows: list[np.ndarray], cols: list[np.ndarray]) -> np.ndarray:
+def _gather_windows(
+    table: np.ndarray, rows: list[np.ndarray], cols: list[np.ndarray]
+) -> np.ndarray:
     c, _, _, m = table.shape
     kh = max(len(r) for r in rows)
     kw = max(len(cc) for cc in cols)

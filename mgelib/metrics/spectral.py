@@ -72,7 +72,9 @@ def bipartition(dims: np.ndarray, adj: sp.sparray) -> np.ndarray | None:
     return ~parity
 
 
-def top_abs_eigenvalues(a: sp.sparray, k: int = 3, *, seed: int = 0, tol: float = TOL) -> np.ndarray:
+def top_abs_eigenvalues(
+    a: sp.sparray, k: int = 3, *, seed: int = 0, tol: float = TOL
+) -> np.ndarray:
     """The ``k`` largest ``|λ|`` of a symmetric matrix, descending (dense below ``DENSE_MAX``)."""
     n = a.shape[0]
     if n == 0:
@@ -88,7 +90,9 @@ def _eigsh(op, k: int, which: str, seed: int, tol: float) -> np.ndarray:
     n = op.shape[0]
     ncv = min(n, max(2 * k + 1, 20))
     try:
-        return eigsh(op, k=k, which=which, v0=_v0(n, seed), tol=tol, ncv=ncv, return_eigenvectors=False)
+        return eigsh(
+            op, k=k, which=which, v0=_v0(n, seed), tol=tol, ncv=ncv, return_eigenvectors=False
+        )
     except ArpackNoConvergence:
         return eigsh(
             op,

@@ -240,9 +240,7 @@ def _combinatorial_fast(adj, wanted, seed, timed) -> dict[str, float]:  # noqa: 
     return out
 
 
-def _local(
-    adj: sp.csr_array, dims: np.ndarray, compat: str | None
-) -> dict[str, float]:
+def _local(adj: sp.csr_array, dims: np.ndarray, compat: str | None) -> dict[str, float]:
     n = adj.shape[0]
     outdeg = np.diff(adj.indptr).astype(np.int64)
     indeg = np.bincount(adj.indices, minlength=n).astype(np.int64)
@@ -379,12 +377,16 @@ def topometrics(
     if "no_connected_components" in wanted or "mean_connected_components" in wanted:
         ncomp = timed(
             "components",
-            lambda: connected_components(adj, directed=True, connection="weak", return_labels=False),
+            lambda: connected_components(
+                adj, directed=True, connection="weak", return_labels=False
+            ),
         )
         raw["no_connected_components"] = float(ncomp)
         raw["mean_connected_components"] = float(n / ncomp)
 
-    combinatorial = [m for m in ("cut-edges", "cut-nodes", "k-core", "2-hop_nei", "motif") if m in wanted]
+    combinatorial = [
+        m for m in ("cut-edges", "cut-nodes", "k-core", "2-hop_nei", "motif") if m in wanted
+    ]
     if combinatorial and engine == "igraph":
         raw.update(_combinatorial_igraph(adj, combinatorial, seed, timed))
     elif combinatorial:

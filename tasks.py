@@ -1,0 +1,170 @@
+"""invoke tasks: each a few lines; the logic lives in mgelib. `invoke --list` shows them."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import task
+
+PY = sys.executable
+
+
+def _kv(pairs: str) -> dict:
+    """``"a=1,b=x"`` → ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in filter(None, (p.strip() for p in pairs.split(","))):
+        key, _, value = item.partition("=")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@task(
+    help={"profile": "smoke, default (the README's) or paper", "workers": "local worker processes"}
+)
+def reproduce(c, profile="default", workers=0, executor="local"):
+    """Run a profile end to end: its grid of runs, then the collection and analysis notebooks."""
+    from mgelib.pipeline import reproduce as run
+
+    out = run(profile, executor=executor, workers=workers or None)
+    print("\nexecuted notebooks (with their figures beside them):")
+    for stem, path in out.items():
+        print(f"  {stem}: {path.with_suffix('.html')}")
+
+
+@task(help={"args": "extra pytest arguments", "slow": "include tests marked slow"})
+def test(c, args="", slow=True):
+    """The full test suite (what CI runs)."""
+    marker = "" if slow else '-m "not slow"'
+    c.run(f"{PY} -m pytest -n 2 --durations=15 {marker} {args}", pty=False)
+
+
+@task
+def lint(c):
+    """ruff check and ruff format --check (notebooks included)."""
+    c.run(f"{PY} -m ruff check .")
+    c.run(f"{PY} -m ruff format --check .")
+
+
+@task(
+    help={
+        "name": "notebook stem, e.g. 20_graph_metrics",
+        "profile": "profile giving defaults",
+        "params": "overrides as k=v,k=v",
+        "output": "output folder (default: reports)",
+    }
+)
+def nb(c, name, profile="smoke", params="", output=""):
+    """Execute one notebook with a profile's parameters (unknown parameters are refused)."""
+    from mgelib.notebooks import run_notebook
+
+    path = run_notebook(name, _kv(params), profile, output_dir=output or None, quiet=False)
+    print(f"executed: {path}")
+
+
+@task(
+    help={
+        "profile": "profile with a grid section",
+        "executor": "local, slurm or debug",
+        "workers": "local worker processes",
+        "partition": "SLURM partition",
+        "gpus_per_job": "GPUs per run",
+        "time": "minutes per run",
+        "array_parallelism": "max runs at once on SLURM",
+        "wait": "wait for the runs",
+    }
+)
+def grid(
+    c,
+    profile="smoke",
+    executor="local",
+    workers=0,
+    partition="",
+    gpus_per_job=-1,
+    time=0,
+    array_parallelism=0,
+    wait=None,
+    force=False,
+):
+    """Run (or submit) the unfinished runs of a profile's grid."""
+    from mgelib.runner import run_grid
+
+    slurm = {
+        k: v
+        for k, v in dict(
+            partition=partition,
+            gpus_per_job=gpus_per_job,
+            timeout_min=time,
+            array_parallelism=array_parallelism,
+        ).items()
+        if v not in ("", 0, -1)
+    }
+    wait = (executor != "slurm") if wait is None else wait
+    report = run_grid(
+        profile, executor=executor, workers=workers or None, slurm=slurm, wait=wait, force=force
+    )
+    print(report.summary())
+    if report.job_ids:
+        print(
+            f"submitted {report.submitted} runs; jobs {report.job_ids[0]}…; `invoke grid-status --profile {profile}`"
+        )
+    report.raise_for_failures()
+
+
+@task(name="grid-status")
+def grid_status(c, profile="smoke"):
+    """Pending / running / done / failed per run, from the run store and SLURM."""
+    from mgelib.runner import grid_status as status
+
+    df = status(profile)
+    print(df["state"].value_counts().to_string())
+    bad = df[df["state"] == "failed"]
+    if len(bad):
+        print(
+            "\nfailed runs:\n"
+            + bad[["model", "dataset", "pruner", "sparsity", "seed", "log"]].to_string(index=False)
+        )
+
+
+@task(
+    help={"which": "graphs, metrics, bge, train, pruning or all", "quick": "skip the largest cases"}
+)
+def bench(c, which="all", quick=False):
+    """Benchmarks (print tables): graph encoding, topometrics, BGE/Ramanujan, training, pruning."""
+    names = ["graphs", "metrics", "bge", "train", "pruning"] if which == "all" else which.split(",")
+    for name in names:
+        flag = " --quick" if quick else ""
+        c.run(f"{PY} benchmarks/bench_{name}.py{flag}")
+
+
+@task(name="fetch-paper-data", help={"dest": "target folder (default data/external/paper-data)"})
+def fetch_paper_data(c, dest="", force=False):
+    """Download the authors' published tables (sha256-checked); offline: set MGELIB_PAPER_DATA."""
+    from mgelib.fetch import fetch_paper_data as fetch
+    from mgelib.fetch import verify_paper_data
+
+    if os.environ.get("MGELIB_PAPER_DATA") and not dest:
+        bad = {k: v for k, v in verify_paper_data().items() if v != "ok"}
+        print(f"MGELIB_PAPER_DATA is set: using that copy ({len(bad)} problems: {bad or 'none'})")
+        return
+    print(f"paper data in {fetch(dest or None, force=force)}")
+
+
+@task(name="paper-analysis", help={"subset": "'' for all tables, 'ci' for a small subset"})
+def paper_analysis(c, subset="", output=""):
+    """Run notebooks 40/50/55 on the authors' tables; executed copies + claims.csv in reports/paper."""
+    from pathlib import Path
+
+    from mgelib.notebooks import run_notebook
+
+    out = Path(output or "reports/paper").resolve()
+    for stem in ("40_ramanujan_vs_density", "50_predict_accuracy_drop", "55_rank_pruners"):
+        path = run_notebook(
+            stem,
+            {"source": "paper", "paper_subset": subset, "output_dir": str(out / stem)},
+            output_dir=out / stem,
+            quiet=False,
+        )
+        print(f"{stem}: {path}  claims: {out / stem / 'claims.csv'}")
