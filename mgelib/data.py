@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mgelib import paths
+from mgelib.progress import quiet
 
 __all__ = [
     "DATASETS",
@@ -355,7 +356,7 @@ def _tinyimagenet(folder: Path) -> _Arrays:
     def read(items: list[tuple[Path, int]], what: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.empty((len(items), _TINY_SIZE, _TINY_SIZE, 3), dtype=np.uint8)
         for i, (path, _) in enumerate(
-            tqdm(items, desc=f"Tiny-ImageNet {what} → 32×32", disable=_quiet(), leave=False)
+            tqdm(items, desc=f"Tiny-ImageNet {what} → 32×32", disable=quiet(), leave=False)
         ):
             with Image.open(path) as im:
                 # A few Tiny-ImageNet images are greyscale; BOX is the authors' resize filter.
@@ -663,7 +664,3 @@ def batches(
     torch.Size([8, 1, 8, 8])
     """
     return iter(DeviceLoader(ds, split, batch_size, device, train=train, generator=generator))
-
-
-def _quiet() -> bool:
-    return os.environ.get("MGELIB_QUIET", "").strip() not in ("", "0")

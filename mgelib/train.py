@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 from mgelib import masks as masks_mod
 from mgelib.data import DATASETS, Dataset, DeviceLoader
 from mgelib.models import MODELS
+from mgelib.progress import quiet
 
 __all__ = [
     "TrainConfig",
@@ -280,10 +281,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def _quiet() -> bool:
-    return os.environ.get("MGELIB_QUIET", "").strip() not in ("", "0")
-
-
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temporary file in the same folder, then ``os.replace`` it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -421,7 +418,7 @@ def train(
             f"the masks remove every prunable weight (sparsity {sparsity!r}); a network with no "
             "weights cannot be trained"
         ) from None
-    show = (config.progress if progress is None else progress) and not _quiet()
+    show = (config.progress if progress is None else progress) and not quiet()
     on_cuda = device.type == "cuda"
     if config.amp != "none" and not on_cuda:
         warnings.warn(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -340,13 +339,6 @@ def seeded(device: torch.device, seed: int) -> Iterator[None]:
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(int(seed))
         yield
-
-
-def show_progress(progress: bool | None) -> bool:
-    """``progress`` if given, else on unless ``MGELIB_QUIET=1``."""
-    if progress is not None:
-        return bool(progress)
-    return os.environ.get("MGELIB_QUIET", "").strip() not in ("1", "true", "yes")
 
 
 # --------------------------------------------------------------------------- diagnostics

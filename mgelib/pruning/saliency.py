@@ -41,6 +41,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from mgelib.masks import Masks, prunable_parameters
+from mgelib.progress import show_progress
 from mgelib.pruning.core import (
     _check_input_shape,
     _top_k_flat,
@@ -54,7 +55,6 @@ from mgelib.pruning.core import (
     prepare,
     require_data,
     seeded,
-    show_progress,
     to_model,
 )
 
