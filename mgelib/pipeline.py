@@ -142,8 +142,13 @@ def graph_tables(
     code serves our runs and the authors' tables).
     """
     from mgelib import encode
-    from mgelib.metrics import TOPOMETRICS, layer_metrics, ramanujan, topometrics
-    from mgelib.paperdata import BGE_METRICS, RAMANUJAN_METRICS, network_features
+    from mgelib.metrics import (
+        TOPOMETRICS,
+        layer_metrics,
+        network_aggregates,
+        ramanujan,
+        topometrics,
+    )
 
     t0 = time.perf_counter()
     graph = encode(net, input_shape, weights=weights, compat=compat, max_edges=max_edges)
@@ -158,29 +163,18 @@ def graph_tables(
         metrics_seconds=float(sum(topo.timings.values())),
         reasons="; ".join(f"{k}: {v}" for k, v in topo.reasons.items()),
     )
-    layer_frames = []
-    for enc in ("rolled", "rolled_channel"):
-        frame = layer_metrics(encode(net, encoding=enc, weights=weights), seed=seed)
-        layer_frames.append(frame.assign(encoding=enc))
-    bge = pd.concat(layer_frames, ignore_index=True)
-    ram = ramanujan(encode(net, encoding="rolled", weights=weights), seed=seed)
-
-    key = {"_": 0}
+    # The authors' per-layer BGE tables hold raw values and their network aggregates weight by
+    # kept weights (mgelib.paperdata.joined): do the same, so one analysis serves both sources.
     features: dict[str, Any] = {}
-    for enc, frame in zip(("rolled", "rolled_channel"), layer_frames):
-        agg = network_features(
-            frame.assign(**key),
-            list(BGE_METRICS),
-            ("mean", "wmean"),
-            key=("_",),
-            keep=(),
-            prefix=f"{enc}__",
-        )
-        features.update(agg.drop(columns="_").iloc[0].to_dict())
-    ram_cols = [c for c in (*RAMANUJAN_METRICS, "layer_density") if c in ram.columns]
-    agg = network_features(ram.assign(**key), ram_cols, ("mean", "wmean"), key=("_",), keep=())
-    features.update(agg.drop(columns="_").iloc[0].to_dict())
-    features["density_realised"] = float(ram["no_weights"].sum() / ram["no_params"].sum())
+    layer_frames = []
+    rolled = encode(net, encoding="rolled", weights=weights)
+    for graphs in (rolled, encode(net, encoding="rolled_channel", weights=weights)):
+        frame = layer_metrics(graphs, seed=seed, normalise=False, weight="kept")
+        layer_frames.append(frame)
+        features.update(network_aggregates(frame, weight="kept").iloc[0].to_dict())
+    bge = pd.concat(layer_frames, ignore_index=True)
+    ram = ramanujan(rolled, seed=seed)
+    features.update(network_aggregates(ram, weight="kept").iloc[0].to_dict())
     network = pd.DataFrame(
         [
             {

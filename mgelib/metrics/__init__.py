@@ -1,6 +1,8 @@
 """Graph metrics: topometrics on the MGE (SPEC §6), per-layer metrics on the BGEs, and the
 Ramanujan metrics (SPEC §7)."""
 
+from mgelib.metrics.layers import LAYER_METRICS, layer_metrics, network_aggregates
+from mgelib.metrics.ramanujan import ramanujan
 from mgelib.metrics.topo import (
     GROUPS,
     NORMALISER,
@@ -13,6 +15,10 @@ from mgelib.metrics.topo import (
 
 __all__ = [
     "topometrics",
+    "layer_metrics",
+    "network_aggregates",
+    "LAYER_METRICS",
+    "ramanujan",
     "TopoResult",
     "TOPOMETRICS",
     "NORMALISER",

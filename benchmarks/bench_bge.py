@@ -1,0 +1,119 @@
+"""Time the bipartite encodings, their per-layer topometrics and the Ramanujan metrics.
+
+For each model (CIFAR shape 3×32×32, 10 classes) and mask set — the shared fixtures' masks at
+sparsity 0.98 (the authors' ERK networks, when ``../shared/fixtures`` is present) and ERK masks
+at 0.9 from :func:`mgelib.pruning.erk` (seed 0) — and each encoding (``rolled``,
+``rolled_channel``), time :func:`mgelib.graphs.encode`, :func:`mgelib.metrics.layers.layer_metrics`
+and :func:`mgelib.metrics.ramanujan.ramanujan`, best of ``--repeat`` runs after one warm-up, and
+print a markdown table. The authors' code takes 4–34 s per network for the BGE metrics and the
+Ramanujan metrics (``main.py``, ``ramanunjan_metric.py``; Python loops over edges and float32
+ARPACK solves).
+
+Usage::
+
+    python benchmarks/bench_bge.py [--models conv6 resnet20] [--repeat 3] [--threads 1]
+
+Run it on a quiet machine: BLAS and torch are limited to ``--threads`` threads (default 1), as on
+the 2-core development machine other jobs would otherwise distort the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from mgelib import models, paths
+from mgelib.graphs import encode
+from mgelib.masks import apply_masks, prunable_parameters
+from mgelib.metrics.layers import layer_metrics
+from mgelib.metrics.ramanujan import ramanujan
+from mgelib.pruning import erk
+
+FIXTURES = {"conv6": "conv6_erk_s0.98", "resnet20": "resnet20_erk_s0.98"}
+
+
+def fixture_model(name: str) -> torch.nn.Module | None:
+    """The fixture network with the authors' masked weights, or None when absent."""
+    folder = paths.fixtures_dir() / FIXTURES.get(name, "")
+    if name not in FIXTURES or not (folder / "masked_weights.npz").is_file():
+        return None
+    model = models.build(name, 3, 10, 32, seed=0)
+    arrays = np.load(folder / "masked_weights.npz")
+    params = prunable_parameters(model)
+    with torch.no_grad():
+        for key in arrays.files:
+            params[f"{key}.weight"].copy_(torch.from_numpy(arrays[key]))
+    return apply_masks(model, {k: p.detach() != 0 for k, p in params.items()}).eval()
+
+
+def erk_model(name: str, sparsity: float) -> torch.nn.Module:
+    model = models.build(name, 3, 10, 32, seed=0)
+    return apply_masks(model, erk(model, sparsity, seed=0)).eval()
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["conv6", "resnet20"], choices=models.MODELS)
+    ap.add_argument("--sparsity", type=float, default=0.9, help="ERK sparsity (default 0.9)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (default 1)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("MGELIB_QUIET", "1")
+    torch.set_num_threads(args.threads)
+
+    cases: list[tuple[str, str, torch.nn.Module]] = []
+    for name in args.models:
+        fixture = fixture_model(name)
+        if fixture is not None:
+            cases.append((name, "0.98 (fixture)", fixture))
+        cases.append((name, f"{args.sparsity} (erk)", erk_model(name, args.sparsity)))
+
+    rows = []
+    with threadpool_limits(args.threads):
+        # Warm-up: numba kernels load from their cache, scipy/igraph import.
+        warm = encode(erk_model("resnet20", 0.9), encoding="rolled")
+        layer_metrics(warm)
+        ramanujan(warm)
+        for name, label, model in cases:
+            for enc in ("rolled", "rolled_channel"):
+                t_enc, graphs = best_of(lambda m=model, e=enc: encode(m, encoding=e), args.repeat)
+                t_lm, _ = best_of(lambda g=graphs: layer_metrics(g), args.repeat)
+                t_ram, _ = best_of(lambda g=graphs: ramanujan(g), args.repeat)
+                edges = sum(g.n_edges for g in graphs.values())
+                rows.append((name, label, enc, len(graphs), edges, t_enc, t_lm, t_ram))
+
+    print(
+        f"{platform.processor() or platform.machine()}, {args.threads} thread(s), torch "
+        f"{torch.__version__}; best of {args.repeat} after a warm-up\n"
+    )
+    print(
+        "| model | sparsity | encoding | layers | edges | encode s | layer_metrics s "
+        "| ramanujan s | total s |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, label, enc, n_layers, edges, t_enc, t_lm, t_ram in rows:
+        total = t_enc + t_lm + t_ram
+        print(
+            f"| {name} | {label} | {enc} | {n_layers} | {edges:,} | {t_enc:.3f} | {t_lm:.3f} "
+            f"| {t_ram:.3f} | {total:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
