@@ -314,15 +314,23 @@ def record_stage(
 
 
 # --------------------------------------------------------------------------- completion
-def stage_done(run_dir: str | os.PathLike, stage: str) -> bool:
-    """Whether every product of ``stage`` exists in ``run_dir``."""
+def stage_done(run_dir: str | os.PathLike, stage: str, *, executed: bool = False) -> bool:
+    """Whether every product of ``stage`` exists in ``run_dir`` — and, with ``executed``, its
+    executed notebook (``notebooks/<stage>.ipynb``, saved by the runner after the last cell), so
+    a run killed between its last table and that copy is redone rather than left without it."""
     if stage not in STAGE_PRODUCTS:
         raise ValueError(f"unknown stage {stage!r}; stages are {list(STAGE_PRODUCTS)}")
-    return all((Path(run_dir) / name).exists() for name in STAGE_PRODUCTS[stage])
+    names = list(STAGE_PRODUCTS[stage]) + ([f"notebooks/{stage}.ipynb"] if executed else [])
+    return all((Path(run_dir) / name).exists() for name in names)
 
 
-def run_done(run_dir: str | os.PathLike, stages: Iterable[str] = tuple(STAGE_PRODUCTS)) -> bool:
-    return all(stage_done(run_dir, s) for s in stages)
+def run_done(
+    run_dir: str | os.PathLike,
+    stages: Iterable[str] = tuple(STAGE_PRODUCTS),
+    *,
+    executed: bool = False,
+) -> bool:
+    return all(stage_done(run_dir, s, executed=executed) for s in stages)
 
 
 def iter_runs(root: str | os.PathLike) -> Iterator[tuple[RunSpec, Path]]:

@@ -132,6 +132,7 @@ def graph_tables(
     engine: str = "fast",
     n_jobs: int = 1,
     max_edges: int | None = None,
+    motif_budget: float | None = None,
 ) -> dict[str, Any]:
     """Everything ``20_graph_metrics`` computes for one network.
 
@@ -153,7 +154,8 @@ def graph_tables(
     t0 = time.perf_counter()
     graph = encode(net, input_shape, weights=weights, compat=compat, max_edges=max_edges)
     t_encode = time.perf_counter() - t0
-    topo = topometrics(graph, seed=seed, engine=engine, n_jobs=n_jobs)
+    budget = {} if motif_budget is None else {"motif_budget": motif_budget}
+    topo = topometrics(graph, seed=seed, engine=engine, n_jobs=n_jobs, **budget)
     topo_row = {m: topo[m] for m in TOPOMETRICS}
     topo_row.update({f"raw__{m}": topo.raw[m] for m in TOPOMETRICS})
     topo_row.update(

@@ -35,8 +35,8 @@ def fake_task(spec, profile, root, *, force=False):
         fh.write(f"{spec}\n")
     if spec.pruner == "er" and spec.sparsity == 0.9 and profile.get("fail"):
         raise RuntimeError(f"bad parameter in {spec}")
-    for stage in runner.PIPELINE:
-        for f in io.STAGE_PRODUCTS[stage]:
+    for stage in runner.stages_for(spec):
+        for f in (*io.STAGE_PRODUCTS[stage], f"notebooks/{stage}.ipynb"):
             io.write_table(pd.DataFrame({"accuracy": [1 - spec.sparsity]}), d / f)
     return runner.RunStatus(spec, "done")
 
@@ -82,13 +82,17 @@ def test_interrupted_grid_resumes_only_the_remaining_runs(tmp_path, executor):
     assert len(executions(tmp_path)) == n  # k before + n − k now, none twice
     assert len(set(executions(tmp_path))) == n
     assert not report.failed and len(report.executed) == n - k
-    again = runner.run_grid(profile(), executor=executor, root=tmp_path, task=fake_task, progress=False)
+    again = runner.run_grid(
+        profile(), executor=executor, root=tmp_path, task=fake_task, progress=False
+    )
     assert again.submitted == 0 and len(executions(tmp_path)) == n
 
 
 def test_failures_are_reported_per_run_and_others_finish(tmp_path):
     prof = {**profile(), "fail": True}
-    report = runner.run_grid(prof, executor="local", root=tmp_path, task=fake_task, progress=False, poll_s=0.1)
+    report = runner.run_grid(
+        prof, executor="local", root=tmp_path, task=fake_task, progress=False, poll_s=0.1
+    )
     assert [str(s.spec) for s in report.failed] == ["conv6/digits/er/s=0.9/seed=0"]
     assert "bad parameter" in report.failed[0].error
     assert report.failed[0].log.endswith("error.json")

@@ -77,6 +77,28 @@ _PLAN_CACHE: OrderedDict[tuple, Plan] = OrderedDict()
 _PLAN_CACHE_SIZE = 8
 
 
+def _fingerprint(model: nn.Module) -> tuple:
+    """What decides a model's dataflow: every module's class (and its ``forward``), its
+    configuration (``repr``) and its plain attributes (a flag that changes ``forward`` does not
+    always show in ``repr``), and the parameter shapes. Weights and masks are not in it."""
+    parts = []
+    for name, m in model.named_modules():
+        attrs = tuple(
+            sorted(
+                (k, repr(v))
+                for k, v in vars(m).items()
+                if not k.startswith("_") and k != "training" and not isinstance(v, torch.Tensor)
+            )
+        )
+        forward = getattr(type(m), "forward", None)
+        code = getattr(forward, "__code__", None)
+        parts.append(
+            (name, type(m).__module__, type(m).__qualname__, id(code), m.extra_repr(), attrs)
+        )
+    shapes = tuple((k, tuple(p.shape)) for k, p in model.named_parameters())
+    return (tuple(parts), shapes)
+
+
 def plan_for(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -90,9 +112,7 @@ def plan_for(
     traces it once.
     """
     key = (
-        type(model).__module__,
-        type(model).__qualname__,
-        repr(model),
+        _fingerprint(model),
         tuple(int(v) for v in input_shape),
         bool(keep_input_padding),
         bool(identity_shortcuts),

@@ -291,6 +291,9 @@ def build_mge(
         raise RuntimeError(f"internal error: counted {n_edges} edges but built {buf.n}")
     merged = _merge_duplicates(buf, n_nodes) if plan.may_duplicate else 0
     adjacency = sp.csr_array((buf.w, (buf.src, buf.tgt)), shape=(n_nodes, n_nodes))
+    if adjacency.nnz != buf.n:  # scipy summed parallel edges the plan did not foresee
+        merged = _merge_duplicates(buf, n_nodes)
+        adjacency = sp.csr_array((buf.w, (buf.src, buf.tgt)), shape=(n_nodes, n_nodes))
     del buf
     adjacency.sort_indices()
     info = dict(meta or {})

@@ -562,11 +562,15 @@ class _Interpreter(fx.Interpreter):
                 )
             if not self.identity_shortcuts:
                 return pending  # paper convention: identity shortcuts add no edges
+            # An identity from a partition that a conv of this sum also reads can duplicate
+            # that conv's edges (a 1×1 shortcut conv and the identity of the same input).
+            origins = {r.source.origin for r in [pending.main, *pending.extras]}
+            origins |= {i.origin for i in pending.identities}
             return _Pending(
                 main=pending.main,
                 extras=pending.extras,
                 identities=pending.identities + [nodes],
-                duplicates=pending.duplicates,
+                duplicates=pending.duplicates or nodes.origin in origins,
             )
         raise UnsupportedOperation(
             f"{where}: residual add of two tensors with no conv/linear layer between them and the "
@@ -672,6 +676,11 @@ class _Interpreter(fx.Interpreter):
 _BATCH = 2  # dummy batch size: 2 lets BatchNorm run and reshapes that mix the batch be detected
 
 
+def _strip_fx(exc: BaseException) -> str:
+    """The message without the fx interpreter's "While executing %node …" appendix."""
+    return str(exc).split("\n\nWhile executing", 1)[0].strip()
+
+
 def _pair(v: Any) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) == 1:
@@ -768,13 +777,14 @@ def trace_plan(
     try:
         with torch.no_grad():
             interp.run(x)
-    except UnsupportedOperation:
-        raise
+    except UnsupportedOperation as exc:
+        raise UnsupportedOperation(_strip_fx(exc)) from None
     except RuntimeError as exc:
         raise ValueError(
-            f"{type(model).__name__} cannot run on an input of shape {input_shape}: {exc}. "
-            "Is the input too small for the network (pooling/strides shrink it below 1×1)?"
-        ) from exc
+            f"{type(model).__name__} cannot run on an input of shape {input_shape}: "
+            f"{_strip_fx(exc)}. Does the shape match the one the model was built for, and is it "
+            "large enough (pooling and strides must not shrink it below 1×1)?"
+        ) from None
     finally:
         model.train(was_training)
     return _finalise(interp, input_shape, keep_input_padding, identity_shortcuts)
