@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sparsity", type=float, default=0.9, help="ERK sparsity (default 0.9)")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (default 1)")
+    ap.add_argument("--quick", action="store_true", help="ResNet-20 only, best of 1")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.models, args.repeat = ["resnet20"], 1
     os.environ.setdefault("MGELIB_QUIET", "1")
     torch.set_num_threads(args.threads)
 

@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
+    ap.add_argument("--quick", action="store_true", help="16×16 inputs, 1 batch of 32")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.input_size, args.batches, args.batch_size = 16, 1, 32
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("MGELIB_QUIET", "1")
