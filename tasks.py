@@ -66,14 +66,17 @@ def nb(c, name, profile="smoke", params="", output=""):
 
 @task(
     help={
-        "profile": "profile with a grid section",
-        "executor": "local, slurm or debug",
+        "profile": "profile name (notebooks/params/<name>.yaml) or path, with a grid section",
+        "executor": "local (worker processes), slurm (one job array, returns at once) or debug",
         "workers": "local worker processes",
         "partition": "SLURM partition",
-        "gpus_per_job": "GPUs per run",
-        "time": "minutes per run",
-        "array_parallelism": "max runs at once on SLURM",
-        "wait": "wait for the runs",
+        "gpus_per_job": "SLURM: GPUs per run",
+        "time": "SLURM: time limit per run, minutes",
+        "array_parallelism": "SLURM: most runs at once",
+        "cpus_per_task": "SLURM: CPUs per run",
+        "mem_gb": "SLURM: memory per run, GB",
+        "wait": "SLURM: wait until every job has ended (Ctrl-C cancels them)",
+        "force": "rerun finished runs too",
     }
 )
 def grid(
@@ -85,46 +88,71 @@ def grid(
     gpus_per_job=-1,
     time=0,
     array_parallelism=0,
-    wait=None,
+    cpus_per_task=0,
+    mem_gb=0,
+    wait=False,
     force=False,
 ):
-    """Run (or submit) the unfinished runs of a profile's grid."""
+    """Run the unfinished runs of a profile's grid, or submit them to SLURM as one job array.
+
+    Options left out come from the profile's `slurm:` section. Resubmitting submits only the
+    runs that are unfinished and have no pending or running job.
+    """
     from mgelib.runner import run_grid
 
-    slurm = {
-        k: v
-        for k, v in dict(
-            partition=partition,
-            gpus_per_job=gpus_per_job,
-            timeout_min=time,
-            array_parallelism=array_parallelism,
-        ).items()
-        if v not in ("", 0, -1)
-    }
-    wait = (executor != "slurm") if wait is None else wait
+    options = dict(
+        partition=partition,
+        gpus_per_job=gpus_per_job,
+        timeout_min=time,
+        array_parallelism=array_parallelism,
+        cpus_per_task=cpus_per_task,
+        mem_gb=mem_gb,
+    )
+    slurm = {k: v for k, v in options.items() if v not in ("", 0, -1)}
     report = run_grid(
-        profile, executor=executor, workers=workers or None, slurm=slurm, wait=wait, force=force
+        profile,
+        executor=executor,
+        workers=workers or None,
+        slurm=slurm,
+        wait=wait or executor != "slurm",
+        force=force,
     )
     print(report.summary())
-    if report.job_ids:
+    if executor == "slurm" and report.job_ids:
+        arrays = sorted({j.split("_")[0] for j in report.job_ids}, key=int)
         print(
-            f"submitted {report.submitted} runs; jobs {report.job_ids[0]}…; `invoke grid-status --profile {profile}`"
+            f"submitted {report.submitted} runs as SLURM job array {', '.join(arrays)}; "
+            f"logs in {report.root / '_submitit'}\n"
+            f"follow them with `invoke grid-status --profile {profile}`"
         )
     report.raise_for_failures()
 
 
-@task(name="grid-status")
-def grid_status(c, profile="smoke"):
-    """Pending / running / done / failed per run, from the run store and SLURM."""
+@task(
+    name="grid-status",
+    help={"profile": "profile name or path", "full": "list every run, not only the failed ones"},
+)
+def grid_status(c, profile="smoke", full=False):
+    """Pending / running / done / failed per run (run store + squeue), with failed runs' logs."""
+    from mgelib.io import KEYS
     from mgelib.runner import grid_status as status
 
     df = status(profile)
-    print(df["state"].value_counts().to_string())
-    bad = df[df["state"] == "failed"]
-    if len(bad):
+    counts = df["state"].value_counts()
+    print(f"{len(df)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    active = df[df["state"].isin(["pending", "running"])]
+    if len(active):
+        arrays = sorted({j.split("_")[0] for j in active["job_id"]}, key=int)
+        print(f"queued or running in SLURM job array {', '.join(arrays)}")
+    cols = [*KEYS, "state", "job_id", "slurm_state", "log", "error"]
+    shown = df if full else df[df["state"] == "failed"]
+    if len(shown):
+        title = "runs" if full else "failed runs (read the log)"
+        print(f"\n{title}:\n" + shown[cols].to_string(index=False))
+    if (df["state"].isin(["failed", "missing"])).any():
         print(
-            "\nfailed runs:\n"
-            + bad[["model", "dataset", "pruner", "sparsity", "seed", "log"]].to_string(index=False)
+            f"\nresubmit the failed and missing runs: "
+            f"`invoke grid --profile {profile} --executor slurm`"
         )
 
 

@@ -264,20 +264,20 @@ def _execute(nb: str, target: str, params_file: str, cwd: str, html: bool) -> in
         return 1
     finally:
         shutil.rmtree(kdir, ignore_errors=True)
+    if html:  # render first: the executed .ipynb, renamed last, marks the stage complete
+        _render_html(tmp, target_path.with_suffix(".html"))
     os.replace(tmp, target_path)
-    if html:
-        _render_html(target_path)
     return 0
 
 
-def _render_html(nb_path: Path) -> None:
+def _render_html(nb_path: Path, html_path: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
     from mgelib.io import atomic_path
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
-    with atomic_path(nb_path.with_suffix(".html")) as tmp:
+    with atomic_path(html_path) as tmp:
         tmp.write_text(body, encoding="utf-8")
 
 
