@@ -134,6 +134,13 @@ class _Forked:
         send.close()
         return cls(process, recv)
 
+    def close(self) -> None:
+        """Reap the child; kill it first if it is still running (an error in the parent)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
     def result(self) -> tuple[float, float]:
         try:
             status, value, seconds = self.conn.recv()
@@ -282,6 +289,35 @@ def _local(adj: sp.csr_array, dims: np.ndarray, compat: str | None) -> dict[str,
     }
 
 
+def _cheap_metrics(adj, dims, compat, wanted, raw, timed) -> None:  # noqa: ANN001
+    """Degree-based metrics and components (scipy, linear time)."""
+    n = adj.shape[0]
+    if any(m in wanted for m in GROUPS["local"]):
+        raw.update(timed("local", lambda: _local(adj, dims, compat)))
+    if "1-hop_nei" in wanted:
+        # CSR holds no parallel edges: the out-neighbourhood is the out-degree plus the node
+        # itself; a self-loop (a stored diagonal entry, whatever its weight) adds no neighbour.
+        def one_hop() -> float:
+            rows = np.repeat(np.arange(n), np.diff(adj.indptr))
+            loops = np.count_nonzero(adj.indices == rows)
+            return float(np.diff(adj.indptr).mean() + 1.0 - loops / n)
+
+        raw["1-hop_nei"] = timed("1-hop_nei", one_hop)
+    if "avg_node_strength" in wanted:
+        raw["avg_node_strength"] = timed(
+            "avg_node_strength", lambda: float(2.0 * adj.data.astype(np.float64).sum() / n)
+        )
+    if "no_connected_components" in wanted or "mean_connected_components" in wanted:
+        ncomp = timed(
+            "components",
+            lambda: connected_components(
+                adj, directed=True, connection="weak", return_labels=False
+            ),
+        )
+        raw["no_connected_components"] = float(ncomp)
+        raw["mean_connected_components"] = float(n / ncomp)
+
+
 def topometrics(
     graph: Graph,
     *,
@@ -370,59 +406,45 @@ def topometrics(
     def radius() -> float:
         return spectral.laplacian_spectral_radius(adj, seed=seed, tol=tol, forward=forward)
 
+    def gap() -> float:
+        return spectral.spectral_gap(adj, dims, seed=seed, tol=tol, forward=forward)
+
+    solves = {"spectral_radius": radius, "spectral_gap": gap}
+    if n < 3 and "spectral_gap" in wanted:
+        solves.pop("spectral_gap")
+        raw["spectral_gap"] = float("nan")
+        reasons["spectral_gap"] = "fewer than 3 nodes: no third eigenvalue"
+    solves = {k: f for k, f in solves.items() if k in wanted}
+    # With two processes, fork the longer eigensolve: on a bipartite graph the gap is a
+    # half-size Lanczos on BᵀB (the radius takes longer); otherwise the gap is ARPACK on A.
+    order = ["spectral_radius", "spectral_gap"]
+    if not graph.meta.get("bipartite", False):
+        order.reverse()
+    forked_name = next((name for name in order if name in solves), None)
     child = None
     limits = None
-    if "spectral_radius" in wanted and n_jobs > 1 and e > _PARALLEL_MIN_EDGES:
-        # Two processes on two cores: BLAS threads would oversubscribe them (2.5× slower).
-        limits = threadpool_limits(1)
-        child = _Forked.start(radius)
-
-    if any(m in wanted for m in GROUPS["local"]):
-        raw.update(timed("local", lambda: _local(adj, dims, compat)))
-    if "1-hop_nei" in wanted:
-        # CSR holds no parallel edges: the out-neighbourhood is the out-degree plus the node
-        # itself (a self-loop adds no new neighbour).
-        raw["1-hop_nei"] = timed(
-            "1-hop_nei",
-            lambda: float(np.diff(adj.indptr).mean() + 1.0 - np.count_nonzero(adj.diagonal()) / n),
-        )
-    if "avg_node_strength" in wanted:
-        raw["avg_node_strength"] = timed(
-            "avg_node_strength", lambda: float(2.0 * adj.data.astype(np.float64).sum() / n)
-        )
-    if "no_connected_components" in wanted or "mean_connected_components" in wanted:
-        ncomp = timed(
-            "components",
-            lambda: connected_components(
-                adj, directed=True, connection="weak", return_labels=False
-            ),
-        )
-        raw["no_connected_components"] = float(ncomp)
-        raw["mean_connected_components"] = float(n / ncomp)
-
-    combinatorial = [
-        m for m in ("cut-edges", "cut-nodes", "k-core", "2-hop_nei", "motif") if m in wanted
-    ]
-    if combinatorial and engine == "igraph":
-        raw.update(_combinatorial_igraph(adj, combinatorial, seed, timed))
-    elif combinatorial:
-        raw.update(_combinatorial_fast(adj, combinatorial, seed, timed, motif_budget, reasons))
-    if "spectral_gap" in wanted:
-        if n < 3:
-            raw["spectral_gap"] = float("nan")
-            reasons["spectral_gap"] = "fewer than 3 nodes: no third eigenvalue"
-        else:
-            raw["spectral_gap"] = timed(
-                "spectral_gap",
-                lambda: spectral.spectral_gap(adj, dims, seed=seed, tol=tol, forward=forward),
-            )
-    if "spectral_radius" in wanted:
+    try:
+        if n_jobs > 1 and e > _PARALLEL_MIN_EDGES and forked_name in solves:
+            # Two processes on two cores: BLAS threads would oversubscribe them (2.5× slower).
+            limits = threadpool_limits(1)
+            child = _Forked.start(solves.pop(forked_name))
+        _cheap_metrics(adj, dims, compat, wanted, raw, timed)
+        combinatorial = [
+            m for m in ("cut-edges", "cut-nodes", "k-core", "2-hop_nei", "motif") if m in wanted
+        ]
+        if combinatorial and engine == "igraph":
+            raw.update(_combinatorial_igraph(adj, combinatorial, seed, timed))
+        elif combinatorial:
+            raw.update(_combinatorial_fast(adj, combinatorial, seed, timed, motif_budget, reasons))
+        for name, fn in solves.items():
+            raw[name] = timed(name, fn)
         if child is not None:
-            raw["spectral_radius"], timings["spectral_radius"] = child.result()
-        else:
-            raw["spectral_radius"] = timed("spectral_radius", radius)
-    if limits is not None:
-        limits.restore_original_limits()
+            raw[forked_name], timings[forked_name] = child.result()
+    finally:
+        if child is not None:
+            child.close()
+        if limits is not None:
+            limits.restore_original_limits()
     if e == 0:
         for m in wanted:
             if normalise and NORMALISER[m] == "E":

@@ -1,0 +1,248 @@
+"""Time the MGE encoding and the 16 topometrics against the authors' code (issue 6).
+
+Cases: CONV-6 and ResNet-20 (CIFAR-10 shape) pruned with ERK at s = 0.98 — the fixture masks the
+authors' code was timed on (``../shared/fixtures/<case>/masked_weights.npz``; ERK seed 0 if
+absent) — and at s = 0.9 (``mgelib.pruning.erk(model, 0.9, seed=0)`` on
+``mgelib.models.build(name, seed=0)``: not the authors' exact 0.9 masks, the same sizes). Graphs are
+encoded in paper mode (exact geometry, ``compat=None``; ``--compat`` reproduces the authors'
+strided-conv numbering instead).
+
+Each measurement runs in a fresh subprocess: the numba kernels are loaded from their cache on a
+tiny graph first (the "jit" column, not part of the total), then ``encode`` and ``topometrics``
+are timed; total = encoding + all 16 metrics. Configurations:
+
+- ``fast, n_jobs=1``: the default engine, under ``threadpool_limits(1)`` (one BLAS thread);
+- ``fast, n_jobs=2``: the Laplacian eigensolve in a forked process beside the other metrics
+  (``topometrics`` limits BLAS to one thread per process itself);
+- ``igraph, n_jobs=1``: the reference engine (edge list copied into igraph), one BLAS thread.
+
+``CPU s`` is the user + system CPU time of encoding and metrics (the forked child's included):
+on a loaded machine it is the steadier figure; speed-ups and the ≥ 15× check use wall time.
+
+Memory: ``peak`` is the process's peak resident set (VmHWM: imports, torch and model included, as
+the authors' peaks are), ``growth`` the rise of the peak over the resident set just before
+encoding (the peak is reset there through ``/proc/self/clear_refs``); with ``n_jobs=2`` the forked
+child's own peak is reported separately (its pages are mostly shared with the parent).
+
+The authors' numbers (``../shared/NOTES.md``, same machine kind, quiet, 2 cores): whole ``main()``
+(MGE + 16 topometrics) CONV-6 67.6 s (0.98) / 228.5 s (0.9), peaks 2.3 / 8.7 GiB; ResNet-20
+14.5 s / 48.3 s, peaks 1.3 / 4.1 GiB. Target: ≥ 15× faster (CONV-6 ≤ 4.5 s / 15 s, ResNet-20
+≤ 0.97 s / 3.2 s).
+
+Usage::
+
+    python benchmarks/bench_metrics.py [--quick] [--cases conv6/0.98 resnet20/0.9 ...] [--compat]
+
+``--quick``: the two s = 0.98 cases, ``fast, n_jobs=1`` only. The machine is shared: run it when
+``uptime`` shows a load below 1; the table header prints the load averages before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: Authors' end-to-end seconds and peak GiB per case (NOTES.md, fixtures' reference.json).
+AUTHORS = {
+    "conv6/0.98": (67.6, 2.3),
+    "conv6/0.9": (228.5, 8.7),
+    "resnet20/0.98": (14.5, 1.3),
+    "resnet20/0.9": (48.3, 4.1),
+}
+TARGET_SPEEDUP = 15.0
+CASES = tuple(AUTHORS)
+CONFIGS = (("fast", 1), ("fast", 2), ("igraph", 1))
+FIXTURE = {"conv6": "conv6_erk_s0.98", "resnet20": "resnet20_erk_s0.98"}
+
+
+# ---------------------------------------------------------------- worker (one subprocess)
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its (waited-for) children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _model(case: str):  # noqa: ANN202
+    """The masked model of ``case`` ("conv6/0.98", …) and where its masks came from."""
+    import numpy as np
+    import torch
+
+    from mgelib import paths
+    from mgelib.masks import apply_masks, prunable_parameters
+    from mgelib.models import build
+    from mgelib.pruning import erk
+
+    name, sparsity = case.split("/")
+    model = build(name, seed=0)
+    npz = paths.fixtures_dir() / FIXTURE[name] / "masked_weights.npz"
+    if sparsity == "0.98" and npz.is_file():
+        arrays = np.load(npz)
+        params = prunable_parameters(model)
+        with torch.no_grad():
+            for key in arrays.files:
+                params[f"{key}.weight"].copy_(torch.from_numpy(arrays[key]))
+        masks = {k: p.detach() != 0 for k, p in params.items()}
+        source = "fixture masks"
+    else:
+        masks = erk(model, float(sparsity), seed=0)
+        source = "ERK seed 0"
+    return apply_masks(model, masks).eval(), source
+
+
+def worker(case: str, engine: str, n_jobs: int, compat: str | None) -> dict:
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from mgelib import encode
+    from mgelib.graphs import Graph
+    from mgelib.metrics import topometrics
+
+    torch.set_num_threads(1)
+    model, source = _model(case)
+
+    # Load the numba kernels (compiled once into their cache) on a tiny graph, untimed.
+    t0 = time.perf_counter()
+    tiny = sp.csr_array((np.ones(3, np.float32), ([0, 1, 2], [1, 2, 3])), shape=(4, 4))
+    topometrics(Graph(tiny, [1, 1, 1, 1], ["i", "a", "b", "c"], [(1,)] * 4), engine=engine)
+    jit = time.perf_counter() - t0
+
+    limits = threadpool_limits(1) if n_jobs == 1 else None
+    cpu0 = _cpu_seconds()
+    rss0 = _status_kib("VmRSS")
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    graph = encode(model, (3, 32, 32), compat=compat)
+    t_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = topometrics(graph, seed=0, engine=engine, n_jobs=n_jobs)
+    t_met = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
+    if limits is not None:
+        limits.restore_original_limits()
+    peak = _status_kib("VmHWM")
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    return {
+        "case": case,
+        "engine": engine,
+        "n_jobs": n_jobs,
+        "masks": source,
+        "nodes": graph.n_nodes,
+        "edges": graph.n_edges,
+        "jit_s": jit,
+        "encode_s": t_enc,
+        "metrics_s": t_met,
+        "total_s": t_enc + t_met,
+        "cpu_s": cpu,
+        "timings": dict(result.timings),
+        "peak_gib": peak / 2**20,
+        "growth_mib": (peak - rss0) / 2**10 if reset else float("nan"),
+        "child_peak_mib": child / 2**10 if n_jobs > 1 else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------- driver
+def run_case(case: str, engine: str, n_jobs: int, compat: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", json.dumps([case, engine, n_jobs, compat])]
+    env = {**os.environ, "MGELIB_QUIET": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{case} {engine} n_jobs={n_jobs} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="s = 0.98 cases, fast engine, n_jobs=1")
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=None)
+    ap.add_argument("--compat", action="store_true", help='encode with compat="mge-snn"')
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*json.loads(args.worker))))
+        return
+
+    cases = args.cases or (("conv6/0.98", "resnet20/0.98") if args.quick else CASES)
+    configs = CONFIGS[:1] if args.quick else CONFIGS
+    compat = "mge-snn" if args.compat else None
+    load_before = _load()
+    rows = []
+    for case in cases:
+        for engine, n_jobs in configs:
+            rows.append(run_case(case, engine, n_jobs, compat))
+            print(
+                f"  {case} {engine} n_jobs={n_jobs}: {rows[-1]['total_s']:.2f} s", file=sys.stderr
+            )
+    import mgelib
+
+    print(
+        f"\nbench_metrics: {platform.machine()}, {os.cpu_count()} cores, python "
+        f"{platform.python_version()}, mgelib {getattr(mgelib, '__version__', '?')}; encoding "
+        f"{'compat=mge-snn' if compat else 'paper mode (exact geometry)'}; load average "
+        f"{load_before} before, {_load()} after; n_jobs=1 rows under threadpool_limits(1)\n"
+    )
+    print(
+        "| case | masks | edges | engine | n_jobs | encode s | metrics s | total s | CPU s "
+        "| authors s | speed-up | target s | ≥ 15× | peak GiB (authors) | growth MiB "
+        "| child peak MiB |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|")
+    for r in rows:
+        theirs, their_peak = AUTHORS[r["case"]]
+        speedup = theirs / r["total_s"]
+        child = "" if r["child_peak_mib"] != r["child_peak_mib"] else f"{r['child_peak_mib']:,.0f}"
+        print(
+            f"| {r['case']} | {r['masks']} | {r['edges']:,} | {r['engine']} | {r['n_jobs']} "
+            f"| {r['encode_s']:.2f} | {r['metrics_s']:.2f} | {r['total_s']:.2f} "
+            f"| {r['cpu_s']:.2f} | {theirs} "
+            f"| {speedup:.1f}× | {theirs / TARGET_SPEEDUP:.2f} "
+            f"| {'yes' if speedup >= TARGET_SPEEDUP else 'no'} "
+            f"| {r['peak_gib']:.2f} ({their_peak}) | {r['growth_mib']:,.0f} | {child} |"
+        )
+
+    fast1 = [r for r in rows if r["engine"] == "fast" and r["n_jobs"] == 1]
+    steps = list(dict.fromkeys(k for r in fast1 for k in r["timings"]))
+    print("\nPer-step seconds, fast engine, n_jobs=1 (one BLAS thread):\n")
+    print("| step | " + " | ".join(r["case"] for r in fast1) + " |")
+    print("|---|" + "---:|" * len(fast1))
+    for step in ["jit (untimed)", "encode", *steps]:
+        cells = []
+        for r in fast1:
+            value = {"jit (untimed)": r["jit_s"], "encode": r["encode_s"]}.get(
+                step, r["timings"].get(step)
+            )
+            cells.append("" if value is None else f"{value:.3f}")
+        print(f"| {step} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
