@@ -477,25 +477,39 @@ def _bar(total: int, initial: int, progress: bool | None):  # noqa: ANN202
     )
 
 
-def _wait(jobs, todo, specs, root, progress, poll_s) -> list[RunStatus]:  # noqa: ANN001
-    """Poll the run store for progress, cancel the jobs if interrupted, collect statuses."""
-    bar = _bar(len(specs), len(specs) - len(todo), progress)
-    done_before = len(specs) - len(todo)
-    previous = signal.getsignal(signal.SIGTERM)
+@contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt while waiting, so a killed driver cancels its jobs."""
 
     def on_term(signum, frame):  # noqa: ANN001
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:
-        while not all(j.done() for j in jobs):
-            finished = sum(run_complete(s, root) for s in todo) + done_before
-            if finished != bar.n:
-                bar.update(finished - bar.n)
-            time.sleep(poll_s)
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _advance(bar, finished: int) -> None:  # noqa: ANN001
+    """Move a progress bar to ``finished`` (only when it changed: no log spam)."""
+    if finished != bar.n:
+        bar.update(finished - bar.n)
+
+
+def _wait(jobs, todo, specs, root, progress, poll_s) -> list[RunStatus]:  # noqa: ANN001
+    """Poll the run store for progress, cancel the jobs if interrupted, collect statuses."""
+    bar = _bar(len(specs), len(specs) - len(todo), progress)
+    done_before = len(specs) - len(todo)
+    try:
+        with _sigterm_as_interrupt():
+            while not all(j.done() for j in jobs):
+                _advance(bar, sum(run_complete(s, root) for s in todo) + done_before)
+                time.sleep(poll_s)
     except KeyboardInterrupt:
         for j in jobs:
             try:
@@ -504,12 +518,7 @@ def _wait(jobs, todo, specs, root, progress, poll_s) -> list[RunStatus]:  # noqa
                 pass
         bar.close()
         raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    finished = len(specs) - len([s for s in todo if not run_complete(s, root)])
-    if finished != bar.n:
-        bar.update(finished - bar.n)
+    _advance(bar, len(specs) - len([s for s in todo if not run_complete(s, root)]))
     bar.close()
     statuses: list[RunStatus] = []
     for job, chunk in zip(jobs, _job_specs(jobs, todo)):
@@ -794,39 +803,27 @@ def _wait_slurm(jobs, todo, specs, root, progress, poll_s, stages) -> list[RunSt
     bar = _bar(len(specs), len(specs) - len(todo), progress)
     done_before = len(specs) - len(todo)
     ids = [j.job_id for j in jobs]
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):  # noqa: ANN001
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread
-        previous = None
     t0, silent, states = time.monotonic(), 0, {}
     try:
-        while True:
-            answer = _slurm_states(ids)
-            silent = 0 if answer is not None else silent + 1
-            if silent > 10:
-                raise RuntimeError(
-                    "SLURM stopped answering (squeue fails) while waiting for the grid; the jobs "
-                    f"{sorted({i.split('_')[0] for i in ids})} may still run: see `grid_status`"
-                )
-            states = answer if answer is not None else states
-            bar.n = done_before + sum(run_complete(s, root, stages) for s in todo)
-            bar.refresh()
-            if answer is not None and not any(states.get(i) in _SLURM_ACTIVE for i in ids):
-                break
-            # poll quickly at first, then at most once a minute
-            time.sleep(min(60.0, max(poll_s, 0.05 * (time.monotonic() - t0))))
+        with _sigterm_as_interrupt():
+            while True:
+                answer = _slurm_states(ids)
+                silent = 0 if answer is not None else silent + 1
+                if silent > 10:
+                    raise RuntimeError(
+                        "SLURM stopped answering (squeue fails) while waiting for the grid; the jobs "
+                        f"{sorted({i.split('_')[0] for i in ids})} may still run: see `grid_status`"
+                    )
+                states = answer if answer is not None else states
+                _advance(bar, done_before + sum(run_complete(s, root, stages) for s in todo))
+                if answer is not None and not any(states.get(i) in _SLURM_ACTIVE for i in ids):
+                    break
+                # poll quickly at first, then at most once a minute
+                time.sleep(min(60.0, max(poll_s, 0.05 * (time.monotonic() - t0))))
     except KeyboardInterrupt:
         _scancel(ids)
         bar.close()
         raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     bar.close()
     if not all(j.paths.result_pickle.exists() for j in jobs):
         time.sleep(2)  # a shared file system may show a just-written result late

@@ -222,6 +222,29 @@ def two_hop_sizes(adj: sp.csr_array) -> np.ndarray:
 
 
 @njit(cache=True)
+def _open_root(indptr, indices, v, mark, ext1):  # pragma: no cover - compiled
+    """Mark the root and its neighbours; fill ext1 with the neighbours > v (ESU's first
+    extension set); return its size."""
+    mark[v] += 1
+    n1 = 0
+    for a in range(indptr[v], indptr[v + 1]):
+        u = indices[a]
+        if mark[u] == 0 and u > v:
+            ext1[n1] = u
+            n1 += 1
+        mark[u] += 1
+    return n1
+
+
+@njit(cache=True)
+def _close_node(indptr, indices, v, mark):  # pragma: no cover - compiled
+    """Undo the marks a node and its neighbours received."""
+    for a in range(indptr[v], indptr[v + 1]):
+        mark[indices[a]] -= 1
+    mark[v] -= 1
+
+
+@njit(cache=True)
 def _esu4(indptr, indices, n, roots):  # pragma: no cover - compiled
     # For each root v: the number of weakly connected induced 4-vertex subgraphs whose smallest
     # vertex is v — the quantity RAND-ESU (Wernicke 2006) enumerates from v with no cut-off.
@@ -234,14 +257,7 @@ def _esu4(indptr, indices, n, roots):  # pragma: no cover - compiled
     for r in range(roots.size):
         v = roots[r]
         total = 0
-        mark[v] += 1
-        n1 = 0
-        for a in range(indptr[v], indptr[v + 1]):
-            u = indices[a]
-            if mark[u] == 0 and u > v:
-                ext1[n1] = u
-                n1 += 1
-            mark[u] += 1
+        n1 = _open_root(indptr, indices, v, mark, ext1)
         for i in range(n1):
             w1 = ext1[i]
             mark[w1] += 1
@@ -267,15 +283,9 @@ def _esu4(indptr, indices, n, roots):  # pragma: no cover - compiled
                         c += 1
                     mark[u] += 1
                 total += c
-                for a in range(indptr[w2], indptr[w2 + 1]):
-                    mark[indices[a]] -= 1
-                mark[w2] -= 1
-            for a in range(indptr[w1], indptr[w1 + 1]):
-                mark[indices[a]] -= 1
-            mark[w1] -= 1
-        for a in range(indptr[v], indptr[v + 1]):
-            mark[indices[a]] -= 1
-        mark[v] -= 1
+                _close_node(indptr, indices, w2, mark)
+            _close_node(indptr, indices, w1, mark)
+        _close_node(indptr, indices, v, mark)
         out[r] = total
     return out
 
@@ -289,14 +299,7 @@ def _esu4_work(indptr, indices, n, roots):  # pragma: no cover - compiled
     work = 0.0
     for r in range(roots.size):
         v = roots[r]
-        mark[v] += 1
-        n1 = 0
-        for a in range(indptr[v], indptr[v + 1]):
-            u = indices[a]
-            if mark[u] == 0 and u > v:
-                ext1[n1] = u
-                n1 += 1
-            mark[u] += 1
+        n1 = _open_root(indptr, indices, v, mark, ext1)
         for i in range(n1):
             w1 = ext1[i]
             for j in range(i + 1, n1):
@@ -306,9 +309,7 @@ def _esu4_work(indptr, indices, n, roots):  # pragma: no cover - compiled
                 u = indices[a]
                 if mark[u] == 0 and u > v:
                     work += indptr[u + 1] - indptr[u]
-        for a in range(indptr[v], indptr[v + 1]):
-            mark[indices[a]] -= 1
-        mark[v] -= 1
+        _close_node(indptr, indices, v, mark)
     return work
 
 

@@ -58,9 +58,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+from scipy.sparse.linalg import LinearOperator
 
 from mgelib.graphs.graph import Graph
+from mgelib.metrics.spectral import eigsh_fixed
 
 __all__ = [
     "ramanujan",
@@ -119,11 +120,6 @@ RAMANUJAN_COLUMNS: tuple[str, ...] = (
 
 
 # --------------------------------------------------------------------------- linear algebra
-def _v0(n: int, seed: int) -> np.ndarray:
-    """Fixed positive start vector (overlaps the Perron vector of a non-negative Gram matrix)."""
-    return np.random.default_rng(seed).uniform(0.5, 1.5, size=n)
-
-
 def top_singular_values(b: sp.sparray, k: int = 2, *, seed: int = 0) -> np.ndarray:
     """The ``k`` largest singular values of a sparse matrix, descending, zero-padded to ``k``.
 
@@ -174,28 +170,7 @@ def top_singular_values(b: sp.sparray, k: int = 2, *, seed: int = 0) -> np.ndarr
             op = LinearOperator((n, n), matvec=lambda x: bt @ (b @ x), dtype=np.float64)
         else:
             op = LinearOperator((m, m), matvec=lambda x: b @ (bt @ x), dtype=np.float64)
-        ncv = min(small, max(2 * k + 1, 20))
-        try:
-            vals = eigsh(
-                op,
-                k=k,
-                which="LA",
-                v0=_v0(small, seed),
-                tol=TOL,
-                ncv=ncv,
-                return_eigenvectors=False,
-            )
-        except ArpackNoConvergence:
-            vals = eigsh(
-                op,
-                k=k,
-                which="LA",
-                v0=_v0(small, seed),
-                tol=TOL,
-                ncv=min(small, 4 * ncv),
-                maxiter=50 * small,
-                return_eigenvectors=False,
-            )
+        vals = eigsh_fixed(op, k, "LA", seed=seed, tol=TOL, ncv=min(small, max(2 * k + 1, 20)))
     s = np.sqrt(np.clip(np.sort(vals)[::-1][:k], 0.0, None))
     return np.pad(s, (0, max(0, k - s.size)))
 
