@@ -38,6 +38,13 @@ __all__ = [
 ]
 
 
+def _err(estimate, low, high) -> np.ndarray:  # noqa: ANN001
+    """Error-bar lengths below/above an estimate. A percentile bootstrap interval need not
+    contain the point estimate (or a floor may clip it); matplotlib refuses negative lengths."""
+    est, lo, hi = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (estimate, low, high))
+    return np.clip(np.vstack([est - lo, hi - est]), 0.0, None)
+
+
 def _grid(rows: Sequence[str], cols: Sequence[str], w: float = 4.2, h: float = 3.0):  # noqa: ANN202
     fig, axes = plt.subplots(
         len(rows), len(cols), figsize=(w * len(cols), h * len(rows)), squeeze=False, sharey=True
@@ -110,7 +117,7 @@ def plot_scores(
                     ax.errorbar(
                         x,
                         v.iloc[0],
-                        yerr=[[max(v.iloc[0] - max(lo_, floor), 0)], [hi_ - v.iloc[0]]],
+                        yerr=_err(v.iloc[0], max(lo_, floor), hi_),
                         fmt="o",
                         color="k",
                         capsize=3,
@@ -285,7 +292,7 @@ def plot_coefficients(coefs: pd.DataFrame, unit_col: str = "unit", col_wrap: int
         ax.errorbar(
             d["coef"],
             y,
-            xerr=[d["coef"] - d["ci_low"], d["ci_high"] - d["coef"]],
+            xerr=_err(d["coef"], d["ci_low"], d["ci_high"]),
             fmt="none",
             ecolor="0.7",
             lw=1,
@@ -355,7 +362,7 @@ def plot_tau(tau: pd.DataFrame, summary: pd.DataFrame, order: Sequence[str]) -> 
             ax.errorbar(
                 xs,
                 sm["tau_mean"],
-                yerr=[sm["tau_mean"] - sm["ci_low"], sm["ci_high"] - sm["tau_mean"]],
+                yerr=_err(sm["tau_mean"], sm["ci_low"], sm["ci_high"]),
                 fmt="D",
                 color="k",
                 capsize=3,
