@@ -15,7 +15,9 @@ from mgelib import io
 
 def test_runspec_round_trip_and_hive_path(tmp_path):
     spec = io.RunSpec("resnet20", "cifar10", "snip", 0.98, 2)
-    assert spec.relpath.as_posix() == "model=resnet20/dataset=cifar10/pruner=snip/sparsity=0.98/seed=2"
+    assert (
+        spec.relpath.as_posix() == "model=resnet20/dataset=cifar10/pruner=snip/sparsity=0.98/seed=2"
+    )
     assert io.RunSpec.from_path(tmp_path / spec.relpath) == spec
     assert io.RunSpec("conv6", "digits", "dense", 0, 0).relpath.parts[3] == "sparsity=0"
 

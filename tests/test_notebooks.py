@@ -19,7 +19,9 @@ def project(tmp_path, monkeypatch):
     """A project root with one tiny notebook and one profile."""
     root = tmp_path / "project"
     (root / "notebooks" / "params").mkdir(parents=True)
-    params = new_code_cell('greeting: str = "hello"  # what to write\ntimes: int = 2  # repetitions')
+    params = new_code_cell(
+        'greeting: str = "hello"  # what to write\ntimes: int = 2  # repetitions'
+    )
     params.metadata["tags"] = ["parameters"]
     nb = new_notebook(
         cells=[
@@ -33,7 +35,11 @@ def project(tmp_path, monkeypatch):
             ),
         ]
     )
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, root / "notebooks" / "01_tiny.ipynb")
     (root / "notebooks" / "params" / "mini.yaml").write_text(
         "notebooks:\n  01_tiny: {greeting: hi, times: 3}\n"

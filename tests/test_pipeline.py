@@ -31,8 +31,15 @@ def smoke(tmp_path_factory):
     env["MGELIB_QUIET"] = "1"
     cmd = [sys.executable, "-m", "invoke", "reproduce", "--profile", "smoke"]
     grid = base / "runs" / "smoke"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     first = None
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -41,15 +48,23 @@ def smoke(tmp_path_factory):
             first = done[0]
             break
         time.sleep(1)
-    assert first is not None, f"no run finished before the kill:\n{proc.communicate()[0] if proc.poll() is not None else ''}"
+    assert first is not None, (
+        f"no run finished before the kill:\n{proc.communicate()[0] if proc.poll() is not None else ''}"
+    )
     stamp = (first / "metrics.parquet").stat().st_mtime_ns
     os.killpg(proc.pid, signal.SIGKILL)  # kill the driver and its workers mid-grid
     proc.wait()
     t0 = time.time()
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    return {"grid": grid, "reports": base / "reports" / "smoke", "first": first, "stamp": stamp,
-            "log": out.stdout, "seconds": time.time() - t0}
+    return {
+        "grid": grid,
+        "reports": base / "reports" / "smoke",
+        "first": first,
+        "stamp": stamp,
+        "log": out.stdout,
+        "seconds": time.time() - t0,
+    }
 
 
 def test_restart_does_not_redo_finished_runs(smoke):
@@ -65,8 +80,15 @@ def test_runs_table(smoke):
     sparse = runs[runs["pruner"] != "dense"]
     assert np.allclose(sparse["sparsity_realised"], sparse["sparsity"], atol=1e-5)
     assert runs["accuracy"].between(0, 1).all() and runs["acc_dense"].notna().all()
-    for col in ["accuracy_drop", "relative_drop", *TOPOMETRICS, "rolled__k-core__mean",
-                "rolled_channel__spectral_gap__wmean", "degree_bound__mean", "density_realised"]:
+    for col in [
+        "accuracy_drop",
+        "relative_drop",
+        *TOPOMETRICS,
+        "rolled__k-core__mean",
+        "rolled_channel__spectral_gap__wmean",
+        "degree_bound__mean",
+        "density_realised",
+    ]:
         assert col in runs.columns, col
     # Graph metrics are measured on the sparse runs (a dense baseline is only trained).
     assert sparse[list(TOPOMETRICS)].notna().all().all(), sparse[list(TOPOMETRICS)].isna().sum()
@@ -87,12 +109,24 @@ def test_per_run_products_and_executed_notebooks(smoke):
 
 
 def test_analysis_notebooks_and_figures(smoke):
-    for stem in ("30_collect_runs", "40_ramanujan_vs_density", "50_predict_accuracy_drop",
-                 "55_rank_pruners", "60_mge_figures"):
+    for stem in (
+        "30_collect_runs",
+        "40_ramanujan_vs_density",
+        "50_predict_accuracy_drop",
+        "55_rank_pruners",
+        "60_mge_figures",
+    ):
         d = smoke["reports"] / stem
         assert (d / "notebooks" / f"{stem}.ipynb").exists(), stem
         assert list(d.rglob("*.png")), f"{stem} drew no figure"
     for stem in ("40_ramanujan_vs_density", "50_predict_accuracy_drop", "55_rank_pruners"):
         claims = pd.read_csv(smoke["reports"] / stem / "claims.csv")
-        assert list(claims.columns) == ["claim", "feature_set_or_comparison", "statistic",
-                                        "estimate", "ci_low", "ci_high", "supported"]
+        assert list(claims.columns) == [
+            "claim",
+            "feature_set_or_comparison",
+            "statistic",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "supported",
+        ]
