@@ -91,3 +91,27 @@ def run_isolated(argv: Sequence[str], timeout: float | None = None) -> dict[str,
     out = json.loads(lines[-1])
     out["process_seconds"] = elapsed
     return out
+
+
+FIXTURES = {"conv6": "conv6_erk_s0.98", "resnet20": "resnet20_erk_s0.98"}
+
+
+def benchmark_network(name: str, sparsity: float):  # noqa: ANN201 - torch is imported lazily
+    """The network the benchmarks time: CIFAR shape, seed 0; at s = 0.98 the authors' fixture
+    masks where they exist (``../shared/fixtures``), else ERK masks (seed 0). Returns
+    ``(model, source)`` with the masks applied, in eval mode."""
+    import numpy as np
+
+    from mgelib import models, paths
+    from mgelib.masks import apply_masks, masks_from_weights
+    from mgelib.pruning import erk
+
+    model = models.build(name, 3, 10, 32, seed=0)
+    npz = paths.fixtures_dir() / FIXTURES.get(name, "-") / "masked_weights.npz"
+    if abs(float(sparsity) - 0.98) < 1e-12 and npz.is_file():
+        with np.load(npz) as arrays:
+            masks = masks_from_weights(model, dict(arrays))
+        source = "fixture"
+    else:
+        masks, source = erk(model, float(sparsity), seed=0), "erk"
+    return apply_masks(model, masks).eval(), source

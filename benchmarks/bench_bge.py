@@ -22,40 +22,33 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from mgelib import models, paths
+from mgelib import models
 from mgelib.graphs import encode
-from mgelib.masks import apply_masks, prunable_parameters
 from mgelib.metrics.layers import layer_metrics
 from mgelib.metrics.ramanujan import ramanujan
-from mgelib.pruning import erk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import benchmark_network  # noqa: E402
 
 FIXTURES = {"conv6": "conv6_erk_s0.98", "resnet20": "resnet20_erk_s0.98"}
 
 
 def fixture_model(name: str) -> torch.nn.Module | None:
     """The fixture network with the authors' masked weights, or None when absent."""
-    folder = paths.fixtures_dir() / FIXTURES.get(name, "")
-    if name not in FIXTURES or not (folder / "masked_weights.npz").is_file():
-        return None
-    model = models.build(name, 3, 10, 32, seed=0)
-    arrays = np.load(folder / "masked_weights.npz")
-    params = prunable_parameters(model)
-    with torch.no_grad():
-        for key in arrays.files:
-            params[f"{key}.weight"].copy_(torch.from_numpy(arrays[key]))
-    return apply_masks(model, {k: p.detach() != 0 for k, p in params.items()}).eval()
+    model, source = benchmark_network(name, 0.98)
+    return model if source == "fixture" else None
 
 
 def erk_model(name: str, sparsity: float) -> torch.nn.Module:
-    model = models.build(name, 3, 10, 32, seed=0)
-    return apply_masks(model, erk(model, sparsity, seed=0)).eval()
+    return benchmark_network(name, sparsity)[0]
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:

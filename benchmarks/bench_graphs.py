@@ -31,11 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import measure, peak_kib, run_isolated  # noqa: E402
+from _measure import FIXTURES, benchmark_network, measure, peak_kib, run_isolated  # noqa: E402
 
 SHAPE = (3, 32, 32)
 CASES = [(m, s) for m in ("conv6", "resnet20") for s in (0.98, 0.9, 0.6)]
-FIXTURE = {"conv6": "conv6_erk_s0.98", "resnet20": "resnet20_erk_s0.98"}
 
 #: The authors' code on the fixtures' machine kind (quiet, 2 cores): graph-encoding seconds and
 #: the whole run's peak RSS in GiB (encoding + metrics; fixtures' reference.json and issue 5).
@@ -49,27 +48,7 @@ REFERENCE = {
 
 def _masked_model(name: str, sparsity: float):  # noqa: ANN202 - torch is imported lazily
     """The benchmark network: fixture masks at 0.98 where present, else ERK (seed 0)."""
-    import numpy as np
-    import torch
-
-    from mgelib import models, paths
-    from mgelib.masks import apply_masks, prunable_parameters
-    from mgelib.pruning import erk
-
-    model = models.build(name, 3, 10, 32, seed=0)
-    weights = paths.fixtures_dir() / FIXTURE[name] / "masked_weights.npz"
-    if sparsity == 0.98 and weights.is_file():
-        arrays = np.load(weights)
-        params = prunable_parameters(model)
-        with torch.no_grad():
-            for key in arrays.files:
-                params[f"{key}.weight"].copy_(torch.from_numpy(arrays[key]))
-        masks = {k: p.detach() != 0 for k, p in params.items()}
-        source = "fixture"
-    else:
-        masks = erk(model, sparsity, seed=0)
-        source = "erk"
-    return apply_masks(model, masks).eval(), source
+    return benchmark_network(name, sparsity)
 
 
 def worker(name: str, sparsity: float, threads: int, budget_gib: float | None) -> dict:
@@ -120,9 +99,9 @@ def _fmt_row(r: dict) -> str:
 
 def _parse_case(text: str) -> tuple[str, float]:
     name, _, s = text.partition(":")
-    if name not in FIXTURE or not s:
+    if name not in FIXTURES or not s:
         raise argparse.ArgumentTypeError(
-            f"case must be MODEL:SPARSITY with MODEL in {list(FIXTURE)}"
+            f"case must be MODEL:SPARSITY with MODEL in {list(FIXTURES)}"
         )
     return name, float(s)
 

@@ -59,7 +59,6 @@ AUTHORS = {
 TARGET_SPEEDUP = 15.0
 CASES = tuple(AUTHORS)
 CONFIGS = (("fast", 1), ("fast", 2), ("igraph", 1))
-FIXTURE = {"conv6": "conv6_erk_s0.98", "resnet20": "resnet20_erk_s0.98"}
 
 
 # ---------------------------------------------------------------- worker (one subprocess)
@@ -88,29 +87,12 @@ def _reset_peak() -> bool:
 
 def _model(case: str):  # noqa: ANN202
     """The masked model of ``case`` ("conv6/0.98", …) and where its masks came from."""
-    import numpy as np
-    import torch
-
-    from mgelib import paths
-    from mgelib.masks import apply_masks, prunable_parameters
-    from mgelib.models import build
-    from mgelib.pruning import erk
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _measure import benchmark_network
 
     name, sparsity = case.split("/")
-    model = build(name, seed=0)
-    npz = paths.fixtures_dir() / FIXTURE[name] / "masked_weights.npz"
-    if sparsity == "0.98" and npz.is_file():
-        arrays = np.load(npz)
-        params = prunable_parameters(model)
-        with torch.no_grad():
-            for key in arrays.files:
-                params[f"{key}.weight"].copy_(torch.from_numpy(arrays[key]))
-        masks = {k: p.detach() != 0 for k, p in params.items()}
-        source = "fixture masks"
-    else:
-        masks = erk(model, float(sparsity), seed=0)
-        source = "ERK seed 0"
-    return apply_masks(model, masks).eval(), source
+    model, source = benchmark_network(name, float(sparsity))
+    return model, {"fixture": "fixture masks", "erk": "ERK seed 0"}[source]
 
 
 def worker(case: str, engine: str, n_jobs: int, compat: str | None) -> dict:

@@ -20,7 +20,9 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,6 +36,7 @@ __all__ = [
     "apply_masks",
     "global_sparsity",
     "dense_masks",
+    "masks_from_weights",
 ]
 
 Masks = dict[str, torch.Tensor]
@@ -145,3 +148,19 @@ def dense_masks(model: nn.Module) -> Masks:
         k: torch.ones_like(p, dtype=torch.bool, device="cpu")
         for k, p in prunable_parameters(model).items()
     }
+
+
+@torch.no_grad()
+def masks_from_weights(model: nn.Module, arrays: Mapping[str, Any]) -> Masks:
+    """Load masked weight arrays into ``model`` and return the masks they imply (``w != 0``).
+
+    ``arrays`` maps module names (``"convs1.0"``, as in the authors' fixture files) or parameter
+    names (``"convs1.0.weight"``) to weight arrays with zeros where pruned; every prunable weight
+    must be given. Apply the result with :func:`apply_masks`.
+    """
+    params = prunable_parameters(model)
+    values = {k if k in params else f"{k}.weight": v for k, v in arrays.items()}
+    check_masks(model, {k: torch.as_tensor(np.asarray(v)) for k, v in values.items()})
+    for key, value in values.items():
+        params[key].copy_(torch.as_tensor(np.asarray(value), dtype=params[key].dtype))
+    return {k: p.detach().cpu() != 0 for k, p in params.items()}

@@ -42,7 +42,7 @@ def load_fixture_model(fixtures_dir, name: str):  # noqa: ANN001, ANN201
 
     import numpy as np
 
-    from mgelib.masks import apply_masks, prunable_parameters
+    from mgelib.masks import apply_masks, masks_from_weights
     from mgelib.models import build
 
     ref = json.loads((fixtures_dir / name / "reference.json").read_text())
@@ -53,11 +53,6 @@ def load_fixture_model(fixtures_dir, name: str):  # noqa: ANN001, ANN201
         input_size=ref["input_shape"][1],
         seed=0,
     )
-    arrays = np.load(fixtures_dir / name / "masked_weights.npz")
-    params = prunable_parameters(model)
-    with torch.no_grad():
-        for key in arrays.files:
-            params[f"{key}.weight"].copy_(torch.from_numpy(arrays[key]))
-    masks = {k: p.detach() != 0 for k, p in params.items()}
-    apply_masks(model, masks)
+    with np.load(fixtures_dir / name / "masked_weights.npz") as arrays:
+        apply_masks(model, masks_from_weights(model, dict(arrays)))
     return model.eval(), ref
