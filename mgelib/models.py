@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgelib.vocabulary import MODEL_LABELS, MODELS  # our names, and the authors' labels
+
 __all__ = [
     "MODELS",
     "MODEL_LABELS",
@@ -46,18 +48,6 @@ __all__ = [
     "build",
     "init_weights",
 ]
-
-#: Model names accepted by :func:`build`, in the order of the paper's tables.
-MODELS: tuple[str, ...] = ("conv6", "resnet20", "resnet32", "wrn28_2", "mobilenetv2")
-
-#: Our model names → the labels used in the authors' code and published tables.
-MODEL_LABELS: dict[str, str] = {
-    "conv6": "CONV-6",
-    "resnet20": "Resnet-20",
-    "resnet32": "Resnet-32",
-    "wrn28_2": "Wide-Resnet-28-2",
-    "mobilenetv2": "MobileNetV2",
-}
 
 #: Smallest input side per model: 2 ** (number of halvings), so that every max-pool or strided
 #: stage halves a map of at least two pixels (a smaller map would be read only through padding).

@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from mgelib import paths
+from mgelib.vocabulary import DATASET_NAMES, MODEL_NAMES
 
 __all__ = [
     "KEY",
@@ -88,19 +89,6 @@ logger = logging.getLogger(__name__)
 #: One row per sparse network is identified by these columns everywhere in mgelib.
 KEY: tuple[str, ...] = ("model", "dataset", "pruner", "sparsity", "seed")
 
-#: The authors' spellings -> our vocabulary (CONTRIBUTING.md).
-MODEL_NAMES: dict[str, str] = {
-    "CONV-6": "conv6",
-    "Resnet-20": "resnet20",
-    "Resnet-32": "resnet32",
-    "Wide-Resnet-28-2": "wrn28_2",
-    "MobileNetV2": "mobilenetv2",
-}
-DATASET_NAMES: dict[str, str] = {
-    "CIFAR-10": "cifar10",
-    "CIFAR-100": "cifar100",
-    "tinyimagenet": "tinyimagenet",
-}
 PAI_PRUNERS: tuple[str, ...] = ("snip", "grasp", "synflow", "prospr", "uniform", "er", "erk")
 DST_PRUNERS: tuple[str, ...] = ("snfs", "rigl", "dsr", "itop")
 

@@ -29,6 +29,7 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from mgelib import paperdata
 from mgelib.graphs import Graph, write_edgelist
 from mgelib.metrics import (
     GROUPS,
@@ -53,16 +54,8 @@ def _blas_single_thread():
         yield
 
 
-INTEGER_METRICS = (
-    "sink_nodes",
-    "source_nodes",
-    "disc_nodes",
-    "r-out",
-    "r-in",
-    "cut-edges",
-    "cut-nodes",
-    "no_connected_components",
-)
+#: The counting metrics: exact integers (the component count too).
+INTEGER_METRICS = (*paperdata.INTEGER_METRICS, "no_connected_components")
 COMBINATORIAL = tuple(m for m in TOPOMETRICS if m not in ("motif", *GROUPS["expansion"]))
 
 

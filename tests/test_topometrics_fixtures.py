@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from mgelib import encode, paths
+from mgelib import encode, paperdata, paths
 from mgelib.graphs import Graph
 from mgelib.metrics import (
     GROUPS,
@@ -33,16 +33,8 @@ from mgelib.metrics import (
 from mgelib.metrics.topo import motif_sample
 
 NAMES = ("conv6_erk_s0.98", "resnet20_erk_s0.98")
-INTEGER_METRICS = (
-    "sink_nodes",
-    "source_nodes",
-    "disc_nodes",
-    "r-out",
-    "r-in",
-    "cut-edges",
-    "cut-nodes",
-    "no_connected_components",
-)
+#: The counting metrics: exact integers (the component count too).
+INTEGER_METRICS = (*paperdata.INTEGER_METRICS, "no_connected_components")
 N_SEEDS = 20
 
 pytestmark = pytest.mark.fixtures

@@ -30,82 +30,12 @@ Examples
 
 from __future__ import annotations
 
-from mgelib.analysis.data import (
-    CI_SUBSET,
-    LAYER_SETS,
-    SOURCES,
-    feature_correlations,
-    load_layers,
-    load_networks,
-    parse_list,
-    record_params,
-    resolve_output_dir,
-    select_feature_sets,
-    synthetic_runs,
-    target_column,
-)
-from mgelib.analysis.evaluation import (
-    PARALLEL_MIN_ROWS,
-    coefficients_by,
-    evaluate_or_skip,
-    fmt_ci,
-    group_summary,
-    importance_by,
-    insufficient_row,
-    paired_differences,
-    pooled_within_r2,
-    resolve_jobs,
-    safe_claim,
-    units_by,
-    vif_by_group,
-    write_claims,
-)
-from mgelib.analysis.figures import (
-    plot_coefficients,
-    plot_correlations,
-    plot_importance,
-    plot_layer_scores,
-    plot_overview,
-    plot_ranks,
-    plot_scores,
-    plot_scores_by_sparsity,
-    plot_tau,
-)
+from mgelib.analysis import data as _data
+from mgelib.analysis import evaluation as _evaluation
+from mgelib.analysis import figures as _figures
+from mgelib.analysis.data import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.analysis.evaluation import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.analysis.figures import *  # noqa: F403 - re-exported, listed in __all__ below
 
-__all__ = [
-    "SOURCES",
-    "CI_SUBSET",
-    "LAYER_SETS",
-    "parse_list",
-    "resolve_output_dir",
-    "target_column",
-    "load_networks",
-    "load_layers",
-    "select_feature_sets",
-    "feature_correlations",
-    "synthetic_runs",
-    "record_params",
-    "PARALLEL_MIN_ROWS",
-    "resolve_jobs",
-    "evaluate_or_skip",
-    "safe_claim",
-    "insufficient_row",
-    "write_claims",
-    "group_summary",
-    "pooled_within_r2",
-    "paired_differences",
-    "units_by",
-    "coefficients_by",
-    "importance_by",
-    "vif_by_group",
-    "fmt_ci",
-    "plot_overview",
-    "plot_scores",
-    "plot_scores_by_sparsity",
-    "plot_layer_scores",
-    "plot_correlations",
-    "plot_ranks",
-    "plot_coefficients",
-    "plot_importance",
-    "plot_tau",
-]
+# The package's API is its modules' APIs: derived, not listed twice.
+__all__ = [*_data.__all__, *_evaluation.__all__, *_figures.__all__]

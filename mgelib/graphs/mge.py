@@ -145,58 +145,54 @@ class _EdgeBuffer:
         self.n += k
 
 
-def _emit_conv(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer) -> None:
+def _taps_by_offset(step: ConvStep, lw: LayerWeights):  # noqa: ANN202 - a generator
+    """The kept taps of a conv grouped by kernel offset: yields ``(dy, dx, out_channel, in_channel,
+    |w|)`` arrays, one group per offset that has kept taps (at most k² groups)."""
     o, i, dy, dx = np.nonzero(lw.kept)
     wv = lw.weight[o, i, dy, dx]
     ig = _input_channel(step, o, i)
-    _, ho, wo = step.out_shape
-    pos = np.arange(ho * wo, dtype=np.int64).reshape(ho, wo)
     kh, kw = step.kernel
     for a in range(kh):
         for b in range(kw):
             sel = np.flatnonzero((dy == a) & (dx == b))
-            if sel.size == 0:
-                continue
-            sl = _conv_slice(step, a, b)  # (C_in, Ho, Wo, m)
-            m = sl.shape[-1]
-            per_tap = ho * wo * m
-            step_taps = max(1, _CHUNK // max(per_tap, 1))
-            for start in range(0, sel.size, step_taps):
-                chunk = sel[start : start + step_taps]
-                src = sl[ig[chunk]]  # (K, Ho, Wo, m)
-                tgt = base_out + o[chunk, None, None] * (ho * wo) + pos[None]  # (K, Ho, Wo)
-                tgt = np.broadcast_to(tgt[..., None], src.shape)
-                w = np.broadcast_to(wv[chunk, None, None, None], src.shape)
-                valid = src >= 0
-                buf.add(src[valid], tgt[valid], w[valid])
+            if sel.size:
+                yield a, b, o[sel], ig[sel], wv[sel]
+
+
+def _emit_conv(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer) -> None:
+    _, ho, wo = step.out_shape
+    pos = np.arange(ho * wo, dtype=np.int64).reshape(ho, wo)
+    for a, b, o, ig, wv in _taps_by_offset(step, lw):
+        sl = _conv_slice(step, a, b)  # (C_in, Ho, Wo, m)
+        step_taps = max(1, _CHUNK // max(ho * wo * sl.shape[-1], 1))
+        for start in range(0, o.size, step_taps):
+            chunk = slice(start, start + step_taps)
+            src = sl[ig[chunk]]  # (K, Ho, Wo, m)
+            tgt = base_out + o[chunk, None, None] * (ho * wo) + pos[None]  # (K, Ho, Wo)
+            tgt = np.broadcast_to(tgt[..., None], src.shape)
+            w = np.broadcast_to(wv[chunk, None, None, None], src.shape)
+            valid = src >= 0
+            buf.add(src[valid], tgt[valid], w[valid])
 
 
 def _emit_conv_compat(step: ConvStep, lw: LayerWeights, base_in: int, buf: _EdgeBuffer) -> None:
     """The authors' strided-conv numbering (SPEC §5.1, reference compatibility): sources laid out
     over an H'×W' grid and targets offset from the *input* partition's start."""
-    o, i, dy, dx = np.nonzero(lw.kept)
-    wv = lw.weight[o, i, dy, dx]
-    ig = _input_channel(step, o, i)
     c_in = step.in_shape[0]
     _, ho, wo = step.out_shape
     hp, wp, rows, cols = _compat_axes(step)
     tgt_base = base_in + c_in * hp * wp
-    kh, kw = step.kernel
-    for a in range(kh):
-        for b in range(kw):
-            sel = np.flatnonzero((dy == a) & (dx == b))
-            if sel.size == 0:
-                continue
-            p = np.flatnonzero((rows[a] >= 0) & (rows[a] < hp))
-            q = np.flatnonzero((cols[b] >= 0) & (cols[b] < wp))
-            if p.size == 0 or q.size == 0:
-                continue
-            local_src = (rows[a][p][:, None] * wp + cols[b][q][None, :]).ravel()  # (P·Q,)
-            local_tgt = (p[:, None] * wo + q[None, :]).ravel()
-            src = base_in + ig[sel, None] * (hp * wp) + local_src[None, :]
-            tgt = tgt_base + o[sel, None] * (ho * wo) + local_tgt[None, :]
-            w = np.broadcast_to(wv[sel, None], src.shape)
-            buf.add(src.ravel(), tgt.ravel(), w.ravel())
+    for a, b, o, ig, wv in _taps_by_offset(step, lw):
+        p = np.flatnonzero((rows[a] >= 0) & (rows[a] < hp))
+        q = np.flatnonzero((cols[b] >= 0) & (cols[b] < wp))
+        if p.size == 0 or q.size == 0:
+            continue
+        local_src = (rows[a][p][:, None] * wp + cols[b][q][None, :]).ravel()  # (P·Q,)
+        local_tgt = (p[:, None] * wo + q[None, :]).ravel()
+        src = base_in + ig[:, None] * (hp * wp) + local_src[None, :]
+        tgt = tgt_base + o[:, None] * (ho * wo) + local_tgt[None, :]
+        w = np.broadcast_to(wv[:, None], src.shape)
+        buf.add(src.ravel(), tgt.ravel(), w.ravel())
 
 
 def _emit_linear(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer) -> None:

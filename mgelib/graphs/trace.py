@@ -463,21 +463,16 @@ class _Interpreter(fx.Interpreter):
                     f"{where}: grouped convolution with groups={module.groups} is not supported "
                     "(only groups=1 and depthwise, groups == in_channels)"
                 )
-        return _Pending(
-            main=_Record(
-                layer=name,
-                param=f"{name}.weight",
-                module=module,
-                kind="conv",
-                source=src,
-                out_shape=tuple(int(v) for v in result.shape[1:]),
-                order=self.order,
-                stride=_pair(module.stride),
-                kernel=_pair(module.kernel_size),
-                padding=_pair(_conv_padding(module, name)),
-                depthwise_multiplier=multiplier,
-            ),
-            duplicates=src.duplicates,
+        return self._pending(
+            name,
+            module,
+            "conv",
+            src,
+            result,
+            stride=_pair(module.stride),
+            kernel=_pair(module.kernel_size),
+            padding=_pair(_conv_padding(module, name)),
+            depthwise_multiplier=multiplier,
         )
 
     def _linear(
@@ -490,18 +485,29 @@ class _Interpreter(fx.Interpreter):
                 f"{where}: Linear applied to a tensor of element shape {src.table.shape[:-1]}; "
                 "flatten the input first (the MGE supports Linear on (N, F) inputs)"
             )
-        return _Pending(
-            main=_Record(
-                layer=name,
-                param=f"{name}.weight",
-                module=module,
-                kind="linear",
-                source=src,
-                out_shape=tuple(int(v) for v in result.shape[1:]),
-                order=self.order,
-            ),
-            duplicates=src.duplicates,
+        return self._pending(name, module, "linear", src, result)
+
+    def _pending(
+        self,
+        name: str,
+        module: nn.Module,
+        kind: str,
+        src: _Nodes,
+        result: torch.Tensor,
+        **geometry: Any,
+    ) -> _Pending:
+        """The not-yet-materialised output of a conv/linear layer reading ``src``."""
+        record = _Record(
+            layer=name,
+            param=f"{name}.weight",
+            module=module,
+            kind=kind,
+            source=src,
+            out_shape=tuple(int(v) for v in result.shape[1:]),
+            order=self.order,
+            **geometry,
         )
+        return _Pending(main=record, duplicates=src.duplicates)
 
     def _functional_layer(self, n: fx.Node, result: torch.Tensor, where: str) -> _Pending:
         args, kwargs = self.fetch_args_kwargs_from_env(n)

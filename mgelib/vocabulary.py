@@ -1,0 +1,36 @@
+"""The one vocabulary (CONTRIBUTING.md) and the authors' spellings of it — torch-free, so that the
+table-reading code can use it without importing torch.
+
+Examples
+--------
+>>> MODEL_LABELS["wrn28_2"]
+'Wide-Resnet-28-2'
+>>> MODEL_NAMES["Resnet-20"]
+'resnet20'
+"""
+
+from __future__ import annotations
+
+__all__ = ["MODELS", "MODEL_LABELS", "MODEL_NAMES", "DATASET_LABELS", "DATASET_NAMES"]
+
+#: Our model names, in the order of the paper's tables.
+MODELS: tuple[str, ...] = ("conv6", "resnet20", "resnet32", "wrn28_2", "mobilenetv2")
+
+#: Our model names → the labels of the authors' code and published tables.
+MODEL_LABELS: dict[str, str] = {
+    "conv6": "CONV-6",
+    "resnet20": "Resnet-20",
+    "resnet32": "Resnet-32",
+    "wrn28_2": "Wide-Resnet-28-2",
+    "mobilenetv2": "MobileNetV2",
+}
+#: The authors' labels → our names.
+MODEL_NAMES: dict[str, str] = {label: name for name, label in MODEL_LABELS.items()}
+
+#: Our dataset names → the authors' labels (the embedded digits set is ours only).
+DATASET_LABELS: dict[str, str] = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "tinyimagenet": "tinyimagenet",
+}
+DATASET_NAMES: dict[str, str] = {label: name for name, label in DATASET_LABELS.items()}
