@@ -848,13 +848,19 @@ def grid_status(
     profile: str | Mapping[str, Any],
     root: str | os.PathLike | None = None,
     stages: Sequence[str] = PIPELINE,
+    *,
+    executed: bool = True,
 ):  # noqa: ANN201
     """A table of every run of a profile's grid, from the run store and SLURM.
 
-    ``state`` is ``done`` (every product of ``stages`` exists), ``pending`` / ``running`` (its
-    SLURM job, as squeue reports it), ``failed`` (``error.json`` in the run folder, or a SLURM job
-    that ended before the run finished: cancelled, timed out, killed), ``unknown`` (submitted but
-    SLURM does not answer) or ``missing`` (never submitted, or run locally and unfinished).
+    ``state`` is ``done`` (every product of ``stages`` exists and — with ``executed``, the
+    default, as the runner judges it — the executed notebook of each stage, which a notebook run
+    saves last), ``pending`` / ``running`` (its SLURM job, as squeue reports it), ``failed``
+    (``error.json`` in the run folder, or a SLURM job that ended before the run finished:
+    cancelled, timed out, killed), ``unknown`` (submitted but SLURM does not answer) or
+    ``missing`` (never submitted, run locally and unfinished, or killed after its tables but
+    before its executed notebook was saved: ``error`` says so, and a rerun redoes that stage).
+    ``executed=False`` counts products alone (grids run with a custom ``task``).
     ``log`` is the file to read for a failed run (the failed notebook, else the job's stderr);
     ``job_id`` and ``slurm_state`` are the latest SLURM job of the run, if any.
     """
@@ -864,7 +870,7 @@ def grid_status(
     root = io.grid_root(prof["name"], root)
     specs = expand_grid(prof["grid"])
     jobs = _read_slurm_record(root)["jobs"]
-    done = {s: run_complete(s, root, stages, executed=False) for s in specs}
+    done = {s: run_complete(s, root, stages, executed=executed) for s in specs}
     asked = [
         jobs[str(s.relpath)]["job_id"] for s in specs if not done[s] and str(s.relpath) in jobs
     ]
@@ -895,6 +901,8 @@ def grid_status(
             error = f"SLURM job {job_id} {ended} before the run finished"
         else:
             state = "missing"
+            if executed and run_complete(spec, root, stages, executed=False):
+                error = "tables written but no executed notebook (killed while saving it?): rerun"
         rows.append(
             {
                 **spec.as_dict(),

@@ -116,3 +116,17 @@ def test_a_run_locked_by_a_live_process_is_not_run_twice(tmp_path):
     with runner._run_lock(d) as ok:
         assert ok
     assert not (d / ".lock").exists()
+
+
+def test_grid_status_counts_a_run_done_only_once_its_notebooks_are_saved(tmp_path):
+    """Tables written, executed notebook not yet saved (still saving, or killed meanwhile): the
+    runner would redo the stage, so grid_status must not call the run done either."""
+    prof = profile(pruners=["snip"], sparsities=[0.9], dense=False)
+    (spec,) = runner.expand_grid(prof["grid"])
+    fake_task(spec, prof, tmp_path)
+    for nb in (spec.dir(tmp_path) / "notebooks").glob("*.ipynb"):
+        nb.unlink()
+    st = runner.grid_status(prof, root=tmp_path)
+    assert st["state"].item() == "missing" and "no executed notebook" in st["error"].item()
+    assert runner.pending_runs([spec], tmp_path) == [spec]
+    assert runner.grid_status(prof, root=tmp_path, executed=False)["state"].item() == "done"

@@ -76,11 +76,14 @@ def _squeue() -> str:
     ).stdout
 
 
-def _wait_for_grid(profile: dict, root: Path, stages=STAGE, deadline_s: float = DEADLINE_S):
-    """Poll grid_status until no run is pending or running; fail with the queue and logs."""
+def _wait_for_grid(
+    profile: dict, root: Path, stages=STAGE, deadline_s: float = DEADLINE_S, executed: bool = True
+):
+    """Poll grid_status until no run is pending or running; fail with the queue and logs.
+    ``executed=False`` for grids of a custom task, which saves no executed notebook."""
     t0 = time.monotonic()
     while True:
-        st = grid_status(profile, root, stages=stages)
+        st = grid_status(profile, root, stages=stages, executed=executed)
         if not st["state"].isin(["pending", "running"]).any():
             return st
         if time.monotonic() - t0 > deadline_s:
@@ -223,7 +226,7 @@ def test_scancel_midway_then_resubmit(tmp_path: Path) -> None:
             pytest.fail(f"the array did not reach its second run in {DEADLINE_S} s:\n{_squeue()}")
         time.sleep(0.2)
     subprocess.run(["scancel", report.job_ids[0].split("_")[0]], check=True)
-    st = _wait_for_grid(prof, root)
+    st = _wait_for_grid(prof, root, executed=False)
 
     assert st["state"].tolist() == ["done", "failed", "failed", "failed"], st.to_string()
     assert set(st["slurm_state"][1:]) == {"CANCELLED"}, st.to_string()
@@ -244,7 +247,7 @@ def test_scancel_midway_then_resubmit(tmp_path: Path) -> None:
         slurm={"array_parallelism": 2},
     )  # fmt: skip
     assert again.submitted == 3
-    st = _wait_for_grid(prof, root)
+    st = _wait_for_grid(prof, root, executed=False)
     assert (st["state"] == "done").all(), st.to_string()
     counts = _executions(root)
     assert counts == {s.relpath.as_posix(): 1 + (s == second) for s in specs}, counts
@@ -292,7 +295,7 @@ def test_failures_are_reported_with_logs(tmp_path: Path, monkeypatch: pytest.Mon
     assert all(Path(s.log).is_file() for s in report.failed)
     assert len(report.executed) == 3
 
-    st = grid_status(prof, root, stages=STAGE).set_index("sparsity")
+    st = grid_status(prof, root, stages=STAGE, executed=False).set_index("sparsity")
     assert st["state"].to_dict() == {0.5: "done", 0.6: "done", 0.7: "failed", 0.8: "failed",
                                      0.9: "done"}  # fmt: skip
     assert "conv7" in st.loc[0.7, "error"] and Path(st.loc[0.7, "log"]).is_file()
