@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mgelib import io, runner
+from mgelib.runner import run
 
 # submitit pickles the task with cloudpickle; the test module is not importable in the worker.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -113,7 +114,7 @@ def test_a_run_locked_by_a_live_process_is_not_run_twice(tmp_path):
     (d / ".lock").write_text(f"{socket.gethostname()}:{os.getpid()}")  # held by this process
     assert runner.run_one(spec, profile(), tmp_path).status == "locked"
     (d / ".lock").write_text(f"{socket.gethostname()}:999999999")  # a dead process: taken over
-    with runner._run_lock(d) as ok:
+    with run._run_lock(d) as ok:
         assert ok
     assert not (d / ".lock").exists()
 

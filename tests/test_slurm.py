@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from mgelib import io, runner
-from mgelib.runner import RunStatus, grid_status, run_grid
+from mgelib.runner import RunStatus, grid_status, run, run_grid, slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -92,7 +92,7 @@ def _wait_for_grid(
                 for p in st["log"]
                 if p and Path(p).is_file()
             )
-            runner._scancel(j for j in st["job_id"] if j)
+            slurm._scancel(j for j in st["job_id"] if j)
             pytest.fail(
                 f"grid under {root} not finished after {deadline_s} s:\n{st.to_string()}\n"
                 f"squeue:\n{_squeue()}\n{logs}"
@@ -132,7 +132,7 @@ def _fake_stage(spec, profile, root, force=False) -> RunStatus:  # noqa: ANN001
     an atomic write, after two products, for a minute."""
     run_dir = spec.dir(root)
     t0 = time.perf_counter()
-    with runner._run_lock(run_dir) as locked:
+    with run._run_lock(run_dir) as locked:
         if not locked:
             return RunStatus(spec, "locked")
         with open(Path(root) / "executions.log", "a") as fh:
@@ -226,7 +226,7 @@ def test_scancel_midway_then_resubmit(tmp_path: Path) -> None:
     t0 = time.monotonic()
     while not (io.run_done(first.dir(root), STAGE) and (root / "midway-0.6").exists()):
         if time.monotonic() - t0 > DEADLINE_S:
-            runner._scancel(report.job_ids)
+            slurm._scancel(report.job_ids)
             pytest.fail(f"the array did not reach its second run in {DEADLINE_S} s:\n{_squeue()}")
         time.sleep(0.2)
     subprocess.run(["scancel", report.job_ids[0].split("_")[0]], check=True)
@@ -270,7 +270,7 @@ def test_failures_are_reported_with_logs(tmp_path: Path, monkeypatch: pytest.Mon
          "dense": False},
     )  # fmt: skip
     root = tmp_path / "grid"
-    monkeypatch.setattr(runner, "_max_array_size", lambda: 3)
+    monkeypatch.setattr(slurm, "_max_array_size", lambda: 3)
     out: dict = {}
 
     def submit_and_wait() -> None:
@@ -286,7 +286,7 @@ def test_failures_are_reported_with_logs(tmp_path: Path, monkeypatch: pytest.Mon
     waiter.start()
     waiter.join(DEADLINE_S)
     if waiter.is_alive():
-        runner._scancel(j["job_id"] for j in runner._read_slurm_record(root)["jobs"].values())
+        slurm._scancel(j["job_id"] for j in slurm._read_slurm_record(root)["jobs"].values())
         pytest.fail(f"run_grid(wait=True) did not return in {DEADLINE_S} s:\n{_squeue()}")
     if "error" in out:
         raise out["error"]
@@ -332,14 +332,14 @@ def test_invoke_grid_submits_and_returns(tmp_path: Path) -> None:
     assert "submitted 2 runs as SLURM job array" in sub.stdout, sub.stdout
     assert took < 60, f"invoke grid --executor slurm took {took:.0f} s: it must not wait"
     root = tmp_path / "runs" / name
-    jobs = runner._read_slurm_record(root)["jobs"]
+    jobs = slurm._read_slurm_record(root)["jobs"]
     array = {j["job_id"].split("_")[0] for j in jobs.values()}
     assert len(jobs) == 2 and len(array) == 1
     status = invoke([sys.executable, "-m", "invoke", "grid-status", "--profile", str(path)])
     assert status.returncode == 0, status.stdout + status.stderr
     assert f"queued or running in SLURM job array {array.pop()}" in status.stdout, status.stdout
 
-    runner._scancel(j["job_id"] for j in jobs.values())
+    slurm._scancel(j["job_id"] for j in jobs.values())
     _wait_for_grid(prof, root)
     status = invoke([sys.executable, "-m", "invoke", "grid-status", "--profile", str(path)])
     assert "2 failed" in status.stdout and "CANCELLED" in status.stdout, status.stdout
