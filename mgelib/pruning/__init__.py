@@ -47,13 +47,12 @@ from mgelib.pruning.core import (
     apportion,
     first_batch,
     kept_count,
-    layer_report,
     masks_from_scores,
-    path_connected,
     prepare,
     require_data,
 )
 from mgelib.pruning.random import er, erk, layer_counts, layer_densities, uniform
+from mgelib.pruning.report import layer_report, path_connected
 from mgelib.pruning.saliency import (
     grasp,
     grasp_scores,
@@ -61,9 +60,8 @@ from mgelib.pruning.saliency import (
     prospr_scores,
     snip,
     snip_scores,
-    synflow,
-    synflow_scores,
 )
+from mgelib.pruning.synaptic_flow import synflow, synflow_scores
 
 __all__ = [
     "PRUNERS",
