@@ -225,6 +225,31 @@ def _kernel_dir() -> str:
     return str(d)
 
 
+# A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, 104 on macOS).
+_MAX_IPC_PATH = 100
+_KERNEL_START_ERRORS = ("kernel didn't respond", "address already in use")
+
+
+def _kernel_manager_class(kdir: str):  # noqa: ANN202
+    """A kernel manager that talks to its kernel over Unix sockets in ``kdir``, or None for
+    jupyter's default (TCP) where those are unavailable (Windows, an over-long temp path).
+
+    Why: for TCP, jupyter_client picks five free ports by binding and releasing them, and a
+    kernel starting at the same moment on the same node (a grid's workers, SLURM array tasks)
+    can take one first; the kernel then dies with "Address already in use" and papermill waits
+    out its start timeout. Socket files in a private folder cannot collide."""
+    ip = os.path.join(kdir, "ipc")
+    if os.name != "posix" or len(ip) + 8 > _MAX_IPC_PATH:
+        return None
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**{"transport": "ipc", "ip": ip, **kwargs})
+
+    return IPCKernelManager
+
+
 def _execute(nb: str, target: str, params_file: str, cwd: str, html: bool) -> int:
     import shutil
 
@@ -234,6 +259,7 @@ def _execute(nb: str, target: str, params_file: str, cwd: str, html: bool) -> in
     params = json.loads(Path(params_file).read_text())
     kdir = _kernel_dir()
     os.environ["JUPYTER_PATH"] = kdir + os.pathsep + os.environ.get("JUPYTER_PATH", "")
+    manager = _kernel_manager_class(kdir)
     target_path = Path(target)
     tmp = target_path.with_name(f".{target_path.name}.running.ipynb")
     try:
@@ -248,13 +274,14 @@ def _execute(nb: str, target: str, params_file: str, cwd: str, html: bool) -> in
                     progress_bar=False,
                     start_timeout=180,
                     report_mode=False,
+                    **({"kernel_manager_class": manager} if manager else {}),
                 )
                 break
             except (RuntimeError, NoSuchKernel) as exc:
-                if (
-                    attempt == 2
-                    or "kernel" not in str(exc).lower()
-                    or "start" not in str(exc).lower()
+                message = str(exc).lower()
+                starting = "kernel" in message and "start" in message
+                if attempt == 2 or not (
+                    starting or any(e in message for e in _KERNEL_START_ERRORS)
                 ):
                     raise
     except Exception as exc:  # noqa: BLE001 - report the failing cell and keep the copy

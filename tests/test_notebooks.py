@@ -31,7 +31,9 @@ def project(tmp_path, monkeypatch):
                 "import os\nfrom pathlib import Path\n"
                 "Path('out.txt').write_text(greeting * times)\n"
                 "assert times >= 0, 'times must be non-negative'\n"
-                "print(os.environ.get('MGELIB_QUIET'))"
+                "print(os.environ.get('MGELIB_QUIET'))\n"
+                "from ipykernel.kernelapp import IPKernelApp\n"
+                "Path('transport.txt').write_text(IPKernelApp.instance().transport)"
             ),
         ]
     )
@@ -89,3 +91,17 @@ def test_failure_raises_and_keeps_the_failed_copy(project, tmp_path):
     assert err.value.executed is not None and err.value.executed.name == "01_tiny.failed.ipynb"
     assert err.value.executed.exists()
     assert not (tmp_path / "bad" / "notebooks" / "01_tiny.ipynb").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets: POSIX only (TCP elsewhere)")
+def test_kernels_started_at_once_do_not_collide(project, tmp_path):
+    """Kernels talk over Unix sockets in a private folder: with TCP, kernels starting at the same
+    moment on one node (a grid's workers, SLURM array tasks) could take each other's ports and
+    die with "Address already in use" (seen in CI)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    outs = [tmp_path / f"o{i}" for i in range(6)]
+    with ThreadPoolExecutor(len(outs)) as pool:
+        paths = list(pool.map(lambda o: notebooks.run_notebook("01_tiny", output_dir=o), outs))
+    assert all(p.is_file() for p in paths)
+    assert {(o / "transport.txt").read_text() for o in outs} == {"ipc"}
