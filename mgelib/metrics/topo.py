@@ -1,18 +1,20 @@
 """The 16 topometrics of SPEC §6 on one graph (an MGE, or one layer's BGE).
 
 Engines: scipy.sparse for degrees, strength, the local (sink/source) metrics and weakly connected
-components; igraph (C) for bridges, articulation points, coreness, 2-hop neighbourhoods and the
-RAND-ESU motif estimate; :mod:`mgelib.metrics.spectral` for the expansion metrics. The graph is
-handed to igraph once.
+components; :mod:`mgelib.metrics.combinatorial` for bridges, articulation points, coreness,
+2-hop neighbourhoods and the RAND-ESU motif estimate (numba kernels by default, igraph's C code
+with ``engine="igraph"``); :mod:`mgelib.metrics.spectral` for the expansion metrics.
 
 Definitions that are easy to get wrong (SPEC §6):
 
 - sink/source nodes exclude the output/input partition; ``r-out`` (``r-in``) sums the in-degrees
   (out-degrees) of those sinks (sources): edges that lead into dead ends (are fed by nothing).
 - ``1-hop_nei`` / ``2-hop_nei``: mean number of nodes within 1/2 out-steps, the node included.
-- ``motif``: igraph's ``motifs_randesu_estimate(size=4)`` with ``max(1, ⌊0.001·V⌋)`` start nodes
-  drawn by igraph from a ``random.Random(seed)`` generator — the authors' code seeds Python's
-  ``random`` with the run seed the same way, so the same seed reproduces their estimate.
+- ``motif``: the RAND-ESU estimate of 4-node motifs (igraph's ``motifs_randesu_estimate(size=4)``)
+  from ``max(1, ⌊0.001·V⌋)`` start nodes. With ``engine="igraph"`` igraph draws them from a
+  ``random.Random(seed)`` generator — the authors' code seeds Python's ``random`` with the run
+  seed the same way, so the same seed reproduces their estimate; the default engine draws them
+  with numpy (:func:`motif_sample`) and counts exactly from them.
 - ``cut-edges``/``cut-nodes``: bridges/articulation points of the undirected view; ``k-core``:
   mean core number with undirected degree (igraph ``coreness(mode="all")``).
 
@@ -23,11 +25,9 @@ removable-edge counts (SPEC §6, "Reference compatibility for metrics").
 from __future__ import annotations
 
 import multiprocessing
-import random
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,12 @@ from threadpoolctl import threadpool_limits
 
 from mgelib.graphs.graph import Graph
 from mgelib.metrics import spectral
+from mgelib.metrics.combinatorial import (
+    _combinatorial_fast,
+    _combinatorial_igraph,
+    motif_sample,
+    motif_sample_size,
+)
 
 __all__ = [
     "TOPOMETRICS",
@@ -152,12 +158,6 @@ class _Forked:
         return value
 
 
-def motif_sample_size(n_nodes: int) -> int:
-    """``max(1, ⌊0.001·V⌋)`` start nodes (the authors' ``int(0.001·V)`` is 0 below 1,000 nodes and
-    igraph then raises)."""
-    return max(1, int(0.001 * n_nodes))
-
-
 def normalised(raw: dict[str, float], n_nodes: int, n_edges: int) -> dict[str, float]:
     """Divide each raw metric by V or E as the authors' table stores it (SPEC §6)."""
     out: dict[str, float] = {}
@@ -168,93 +168,6 @@ def normalised(raw: dict[str, float], n_nodes: int, n_edges: int) -> dict[str, f
         else:
             d = n_nodes if div == "V" else n_edges
             out[name] = value / d if d else float("nan")
-    return out
-
-
-@contextmanager
-def _igraph_rng(seed: int):
-    """Use a private ``random.Random(seed)`` as igraph's generator, then restore the previous one."""
-    import igraph as ig
-
-    rng = random.Random(seed)
-    ig.set_random_number_generator(rng)
-    try:
-        yield
-    finally:
-        ig.set_random_number_generator(random)
-
-
-def _to_igraph(adj: sp.csr_array):  # noqa: ANN202
-    import igraph as ig
-
-    n = adj.shape[0]
-    edges = np.empty((adj.nnz, 2), dtype=np.int64)
-    edges[:, 0] = np.repeat(np.arange(n, dtype=np.int64), np.diff(adj.indptr))
-    edges[:, 1] = adj.indices
-    g = ig.Graph(n=n, directed=True)
-    g.add_edges(edges)  # the fastest route into python-igraph (~0.4 µs per edge)
-    return g
-
-
-def _combinatorial_igraph(adj, wanted, seed, timed) -> dict[str, float]:  # noqa: ANN001
-    g = timed("igraph_build", lambda: _to_igraph(adj))
-    n = adj.shape[0]
-    out: dict[str, float] = {}
-    if "cut-edges" in wanted:
-        out["cut-edges"] = timed("cut-edges", lambda: float(len(g.bridges())))
-    if "cut-nodes" in wanted:
-        out["cut-nodes"] = timed("cut-nodes", lambda: float(len(g.articulation_points())))
-    if "k-core" in wanted:
-        out["k-core"] = timed("k-core", lambda: float(np.mean(g.coreness(mode="all"))))
-    if "2-hop_nei" in wanted:
-        out["2-hop_nei"] = timed(
-            "2-hop_nei", lambda: float(np.mean(g.neighborhood_size(order=2, mode="out")))
-        )
-    if "motif" in wanted:
-
-        def motif() -> float:
-            with _igraph_rng(seed):
-                return float(g.motifs_randesu_estimate(size=4, sample=motif_sample_size(n)))
-
-        out["motif"] = timed("motif", motif)
-    return out
-
-
-def motif_sample(n_nodes: int, seed: int) -> np.ndarray:
-    """The start nodes of the ``"fast"`` motif estimate: ``max(1, ⌊0.001·V⌋)`` distinct nodes drawn
-    with ``numpy.random.default_rng(seed)``, sorted."""
-    k = min(motif_sample_size(n_nodes), n_nodes)
-    return np.sort(np.random.default_rng(seed).choice(n_nodes, size=k, replace=False))
-
-
-def _combinatorial_fast(adj, wanted, seed, timed, budget, reasons) -> dict[str, float]:  # noqa: ANN001
-    from mgelib.metrics import kernels
-
-    n = adj.shape[0]
-    out: dict[str, float] = {}
-    view = None
-    if {"cut-edges", "cut-nodes", "k-core", "motif"} & set(wanted):
-        view = timed("undirected_view", lambda: kernels.undirected_view(adj))
-    if "cut-edges" in wanted or "cut-nodes" in wanted:
-        nb, na = timed("cut-edges+cut-nodes", lambda: kernels.bridges_and_articulation_points(view))
-        out["cut-edges"], out["cut-nodes"] = float(nb), float(na)
-    if "k-core" in wanted:
-        out["k-core"] = timed("k-core", lambda: float(kernels.core_numbers(view).mean()))
-    if "2-hop_nei" in wanted:
-        out["2-hop_nei"] = timed("2-hop_nei", lambda: float(kernels.two_hop_sizes(adj).mean()))
-    if "motif" in wanted:
-        roots = motif_sample(n, seed)
-        work = kernels.esu4_work(view, roots)
-        if work > budget:
-            out["motif"] = float("nan")
-            reasons["motif"] = (
-                f"the exact RAND-ESU enumeration from {roots.size} start nodes needs ~{work:.2g} "
-                f"steps, over motif_budget={budget:.2g} (a nearly dense graph); raise the budget"
-            )
-        else:
-            out["motif"] = timed(
-                "motif", lambda: float(kernels.esu4_counts(view, roots).sum() * n / roots.size)
-            )
     return out
 
 
