@@ -11,7 +11,14 @@ Examples
 
 from __future__ import annotations
 
-__all__ = ["MODELS", "MODEL_LABELS", "MODEL_NAMES", "DATASET_LABELS", "DATASET_NAMES"]
+__all__ = [
+    "MODELS",
+    "MODEL_LABELS",
+    "MODEL_NAMES",
+    "DATASET_LABELS",
+    "DATASET_NAMES",
+    "TOPOMETRIC_NORMALISER",
+]
 
 #: Our model names, in the order of the paper's tables.
 MODELS: tuple[str, ...] = ("conv6", "resnet20", "resnet32", "wrn28_2", "mobilenetv2")
@@ -34,3 +41,25 @@ DATASET_LABELS: dict[str, str] = {
     "tinyimagenet": "tinyimagenet",
 }
 DATASET_NAMES: dict[str, str] = {label: name for name, label in DATASET_LABELS.items()}
+
+#: The 16 topometrics of SPEC §6 in its order, with the authors' column names, and what the
+#: authors' tables divide each by: "V" (nodes), "E" (edges) or None (stored raw). Computed by
+#: :mod:`mgelib.metrics.topo`, read back by :mod:`mgelib.paperdata`.
+TOPOMETRIC_NORMALISER: dict[str, str | None] = {
+    "sink_nodes": "V",
+    "source_nodes": "V",
+    "disc_nodes": "V",
+    "r-out": "E",
+    "r-in": "E",
+    "1-hop_nei": "E",
+    "2-hop_nei": "E",
+    "motif": "E",
+    "avg_node_strength": "E",
+    "k-core": "E",
+    "cut-edges": "E",
+    "cut-nodes": "E",
+    "no_connected_components": None,
+    "mean_connected_components": "V",
+    "spectral_gap": None,
+    "spectral_radius": None,
+}

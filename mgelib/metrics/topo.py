@@ -43,6 +43,7 @@ from mgelib.metrics.combinatorial import (
     motif_sample,
     motif_sample_size,
 )
+from mgelib.vocabulary import TOPOMETRIC_NORMALISER
 
 __all__ = [
     "TOPOMETRICS",
@@ -58,24 +59,7 @@ __all__ = [
 ]
 
 #: Metric names (the authors' column names) and the quantity each is divided by when normalised.
-NORMALISER: dict[str, str | None] = {
-    "sink_nodes": "V",
-    "source_nodes": "V",
-    "disc_nodes": "V",
-    "r-out": "E",
-    "r-in": "E",
-    "1-hop_nei": "E",
-    "2-hop_nei": "E",
-    "motif": "E",
-    "avg_node_strength": "E",
-    "k-core": "E",
-    "cut-edges": "E",
-    "cut-nodes": "E",
-    "no_connected_components": None,
-    "mean_connected_components": "V",
-    "spectral_gap": None,
-    "spectral_radius": None,
-}
+NORMALISER: dict[str, str | None] = TOPOMETRIC_NORMALISER
 TOPOMETRICS: tuple[str, ...] = tuple(NORMALISER)
 ENGINES = ("fast", "igraph")
 #: Default work budget of the motif estimate: ~2e9 adjacency scans, about a minute here.

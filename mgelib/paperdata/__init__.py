@@ -48,47 +48,20 @@ Examples
 
 from __future__ import annotations
 
-from mgelib.paperdata.features import add_accuracy_drop, feature_sets, joined, network_features
-from mgelib.paperdata.loaders import load_ramanujan, load_rolled, load_unrolled
-from mgelib.paperdata.schema import (
-    BGE_METRICS,
-    DATASET_NAMES,
-    DST_PRUNERS,
-    INTEGER_METRICS,
-    KEY,
-    MGE_METRICS,
-    MODEL_NAMES,
-    NORMALISED_BY,
-    PAI_PRUNERS,
-    RAMANUJAN_METRICS,
-    ROLLED_RENAME,
-    SHORT_SCHEMA_FILES,
-    nan_report,
-)
+from mgelib.paperdata import features as _features
+from mgelib.paperdata import loaders as _loaders
+from mgelib.paperdata import schema as _schema
+from mgelib.paperdata.features import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.paperdata.loaders import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.paperdata.schema import *  # noqa: F403 - re-exported, listed in __all__ below
 
 # Not in __all__, but module attributes of the former single-file module: still importable.
 from mgelib.paperdata.schema import Encoding as Encoding
 from mgelib.paperdata.schema import logger as logger
 
+# The package's API is its modules' APIs: derived, not listed twice.
 __all__ = [
-    "KEY",
-    "MODEL_NAMES",
-    "DATASET_NAMES",
-    "PAI_PRUNERS",
-    "DST_PRUNERS",
-    "MGE_METRICS",
-    "NORMALISED_BY",
-    "INTEGER_METRICS",
-    "BGE_METRICS",
-    "RAMANUJAN_METRICS",
-    "ROLLED_RENAME",
-    "SHORT_SCHEMA_FILES",
-    "load_unrolled",
-    "load_rolled",
-    "load_ramanujan",
-    "network_features",
-    "joined",
-    "feature_sets",
-    "add_accuracy_drop",
-    "nan_report",
+    *_schema.__all__,
+    *_loaders.__all__,
+    *_features.__all__,
 ]

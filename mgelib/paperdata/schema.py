@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mgelib import paths
-from mgelib.vocabulary import DATASET_NAMES, MODEL_NAMES
+from mgelib.vocabulary import DATASET_NAMES, MODEL_NAMES, TOPOMETRIC_NORMALISER
 
 __all__ = [
     "KEY",
@@ -42,46 +42,14 @@ PAI_PRUNERS: tuple[str, ...] = ("snip", "grasp", "synflow", "prospr", "uniform",
 DST_PRUNERS: tuple[str, ...] = ("snfs", "rigl", "dsr", "itop")
 
 #: The 16 MGE topometrics of SPEC §6, in its order, with the authors' column names.
-MGE_METRICS: tuple[str, ...] = (
-    "sink_nodes",
-    "source_nodes",
-    "disc_nodes",
-    "r-out",
-    "r-in",
-    "1-hop_nei",
-    "2-hop_nei",
-    "motif",
-    "avg_node_strength",
-    "k-core",
-    "cut-edges",
-    "cut-nodes",
-    "no_connected_components",
-    "mean_connected_components",
-    "spectral_gap",
-    "spectral_radius",
-)
+MGE_METRICS: tuple[str, ...] = tuple(TOPOMETRIC_NORMALISER)
 #: Divisor of each stored MGE value (SPEC §6): "nodes" (V), "edges" (E) or None (stored raw).
 #: Verified on the table: the integer metrics are integers × this divisor on every row; also
 #: 1-hop × E = 1 + E/V, mean component size × number of components = 1 (so ÷ V), and
 #: 2-hop × E × V, k-core × E × V and motif × E are integers. avg_node_strength (float16 weights)
 #: has no integer invariant and is taken on SPEC's word.
 NORMALISED_BY: dict[str, str | None] = {
-    "sink_nodes": "nodes",
-    "source_nodes": "nodes",
-    "disc_nodes": "nodes",
-    "r-out": "edges",
-    "r-in": "edges",
-    "1-hop_nei": "edges",
-    "2-hop_nei": "edges",
-    "motif": "edges",
-    "avg_node_strength": "edges",
-    "k-core": "edges",
-    "cut-edges": "edges",
-    "cut-nodes": "edges",
-    "no_connected_components": None,
-    "mean_connected_components": "nodes",
-    "spectral_gap": None,
-    "spectral_radius": None,
+    metric: {"V": "nodes", "E": "edges"}.get(div) for metric, div in TOPOMETRIC_NORMALISER.items()
 }
 #: Metrics that count nodes or edges: their de-normalised values are exact integers.
 INTEGER_METRICS: tuple[str, ...] = (

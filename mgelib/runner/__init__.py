@@ -21,33 +21,19 @@ Examples
  'conv6/digits/dense/s=0/seed=1', 'conv6/digits/snip/s=0.9/seed=1']
 """
 
-from mgelib.runner.grid import (
-    EXECUTORS,
-    PIPELINE,
-    GridError,
-    GridReport,
-    RunStatus,
-    expand_grid,
-    pending_runs,
-    run_complete,
-    stages_for,
-)
-from mgelib.runner.run import run_chunk, run_one
-from mgelib.runner.status import grid_status
-from mgelib.runner.submit import run_grid
+from mgelib.runner import grid as _grid
+from mgelib.runner import run as _run
+from mgelib.runner import status as _status
+from mgelib.runner import submit as _submit
+from mgelib.runner.grid import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.runner.run import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.runner.status import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.runner.submit import *  # noqa: F403 - re-exported, listed in __all__ below
 
+# The package's API is its modules' APIs: derived, not listed twice.
 __all__ = [
-    "PIPELINE",
-    "EXECUTORS",
-    "RunStatus",
-    "GridReport",
-    "GridError",
-    "expand_grid",
-    "pending_runs",
-    "run_complete",
-    "stages_for",
-    "run_one",
-    "run_chunk",
-    "run_grid",
-    "grid_status",
+    *_grid.__all__,
+    *_run.__all__,
+    *_submit.__all__,
+    *_status.__all__,
 ]
