@@ -24,10 +24,10 @@ Examples
 
 from __future__ import annotations
 
-from mgelib.data import sources as _sources
 from mgelib.data import loader as _loader
-from mgelib.data.sources import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.data import sources as _sources
 from mgelib.data.loader import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.data.sources import *  # noqa: F403 - re-exported, listed in __all__ below
 
 # The package's API is its modules' APIs: derived, not listed twice.
 __all__ = [

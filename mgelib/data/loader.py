@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from mgelib.data.sources import Augment, Dataset, load  # noqa: F401 - load: used by the doctests
+from mgelib.data.sources import Augment, Dataset
 
 __all__ = ["DeviceLoader", "batches", "augment", "normalize"]
 
@@ -136,6 +136,7 @@ class DeviceLoader:
 
     Examples
     --------
+    >>> from mgelib.data import load
     >>> ds = load("digits")
     >>> loader = DeviceLoader(ds, "test", 100, "cpu", train=False)
     >>> len(loader), sum(len(y) for _, y in loader)
@@ -219,6 +220,7 @@ def batches(
 
     Examples
     --------
+    >>> from mgelib.data import load
     >>> ds = load("digits")
     >>> x, y = next(batches(ds, "test", 8, "cpu", train=False))
     >>> x.shape
