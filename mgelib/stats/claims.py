@@ -91,6 +91,34 @@ def _stat_label(
     return f"{what}, {over}; {scope}, {folds}, {learner}"
 
 
+def _claim_row(
+    claim: str,
+    comparison: str,
+    statistic: str,
+    r: Mapping[str, Any],
+    supported: bool,
+    *,
+    scope: str,
+    learner: str,
+    folds: str,
+    rule: str,
+) -> dict[str, Any]:
+    """One row of a claims table: a paired difference with its CI and the verdict."""
+    return {
+        "claim": CLAIMS[claim],
+        "feature_set_or_comparison": comparison,
+        "statistic": statistic,
+        "estimate": r["estimate"],
+        "ci_low": r["ci_low"],
+        "ci_high": r["ci_high"],
+        "supported": bool(supported),
+        "scope": scope,
+        "learner": learner,
+        "folds": folds,
+        "rule": rule,
+    }
+
+
 def claim_mge_vs_bge(
     oof: pd.DataFrame,
     *,
@@ -128,19 +156,17 @@ def claim_mge_vs_bge(
             )
             ok = r["ci_low"] > 0 if metric == "r2" else r["ci_high"] < 0
             rows.append(
-                {
-                    "claim": CLAIMS["mge_vs_bge"],
-                    "feature_set_or_comparison": f"{mge} − {b_name}",
-                    "statistic": _stat_label(metric, scope, strata, folds, learner, agg),
-                    "estimate": r["estimate"],
-                    "ci_low": r["ci_low"],
-                    "ci_high": r["ci_high"],
-                    "supported": bool(ok),
-                    "scope": scope,
-                    "learner": learner,
-                    "folds": folds,
-                    "rule": "CI of the difference excludes 0 in MGE's favour",
-                }
+                _claim_row(
+                    "mge_vs_bge",
+                    f"{mge} − {b_name}",
+                    _stat_label(metric, scope, strata, folds, learner, agg),
+                    r,
+                    ok,
+                    scope=scope,
+                    learner=learner,
+                    folds=folds,
+                    rule="CI of the difference excludes 0 in MGE's favour",
+                )
             )
     return rows
 
@@ -185,23 +211,21 @@ def claim_ramanujan_vs_density(
         zero = r["ci_low"] <= 0 <= r["ci_high"]
         ok = within if rule == "equivalence" else (within or zero)
         rows.append(
-            {
-                "claim": CLAIMS["ramanujan_vs_density"],
-                "feature_set_or_comparison": f"{ramanujan} − {density}",
-                "statistic": _stat_label("r2", scope, strata, folds, learner, agg),
-                "estimate": r["estimate"],
-                "ci_low": r["ci_low"],
-                "ci_high": r["ci_high"],
-                "supported": bool(ok),
-                "scope": scope,
-                "learner": learner,
-                "folds": folds,
-                "rule": (
+            _claim_row(
+                "ramanujan_vs_density",
+                f"{ramanujan} − {density}",
+                _stat_label("r2", scope, strata, folds, learner, agg),
+                r,
+                ok,
+                scope=scope,
+                learner=learner,
+                folds=folds,
+                rule=(
                     f"CI within ±{margin}"
                     if rule == "equivalence"
                     else f"CI contains 0 or lies within ±{margin}"
                 ),
-            }
+            )
         )
     return rows
 
@@ -242,19 +266,17 @@ def claim_ranking(
             raise ValueError(f"claim_ranking: feature set {mixture!r} or {ramanujan!r} missing")
         r = compare_tau(a, b, cell_cols, n_boot=n_boot, seed=seed, level=level)
         rows.append(
-            {
-                "claim": CLAIMS["ranking"],
-                "feature_set_or_comparison": f"{mixture} − {ramanujan}",
-                "statistic": f"Δ mean Kendall τ over {int(r['n_cells'])} cells; {scope}, {folds}, {learner}",
-                "estimate": r["estimate"],
-                "ci_low": r["ci_low"],
-                "ci_high": r["ci_high"],
-                "supported": bool(r["ci_low"] > 0),
-                "scope": scope,
-                "learner": learner,
-                "folds": folds,
-                "rule": "CI of the τ difference excludes 0 in the mixture's favour",
-            }
+            _claim_row(
+                "ranking",
+                f"{mixture} − {ramanujan}",
+                f"Δ mean Kendall τ over {int(r['n_cells'])} cells; {scope}, {folds}, {learner}",
+                r,
+                r["ci_low"] > 0,
+                scope=scope,
+                learner=learner,
+                folds=folds,
+                rule="CI of the τ difference excludes 0 in the mixture's favour",
+            )
         )
     return rows
 
