@@ -13,6 +13,9 @@ from __future__ import annotations
 
 __all__ = [
     "MODELS",
+    "PAI_PRUNERS",
+    "DST_METHODS",
+    "PAPER_DST_METHODS",
     "MODEL_LABELS",
     "MODEL_NAMES",
     "DATASET_LABELS",
@@ -22,6 +25,13 @@ __all__ = [
 
 #: Our model names, in the order of the paper's tables.
 MODELS: tuple[str, ...] = ("conv6", "resnet20", "resnet32", "wrn28_2", "mobilenetv2")
+
+#: Pruning-at-initialisation algorithms (SPEC §4), in the order of the paper's tables.
+PAI_PRUNERS: tuple[str, ...] = ("snip", "grasp", "synflow", "prospr", "uniform", "er", "erk")
+#: Dynamic sparse training methods (SPEC §4): the mask moves during training.
+DST_METHODS: tuple[str, ...] = ("set", "snfs", "dsr", "rigl", "itop")
+#: The DST methods that appear in the authors' published tables (no SET there).
+PAPER_DST_METHODS: tuple[str, ...] = ("snfs", "rigl", "dsr", "itop")
 
 #: Our model names → the labels of the authors' code and published tables.
 MODEL_LABELS: dict[str, str] = {

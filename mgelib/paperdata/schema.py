@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 
 from mgelib import paths
-from mgelib.vocabulary import DATASET_NAMES, MODEL_NAMES, TOPOMETRIC_NORMALISER
+from mgelib.vocabulary import (
+    DATASET_NAMES,
+    MODEL_NAMES,
+    PAI_PRUNERS,
+    PAPER_DST_METHODS,
+    TOPOMETRIC_NORMALISER,
+)
 
 __all__ = [
     "KEY",
@@ -38,8 +44,8 @@ logger = logging.getLogger("mgelib.paperdata")
 #: One row per sparse network is identified by these columns everywhere in mgelib.
 KEY: tuple[str, ...] = ("model", "dataset", "pruner", "sparsity", "seed")
 
-PAI_PRUNERS: tuple[str, ...] = ("snip", "grasp", "synflow", "prospr", "uniform", "er", "erk")
-DST_PRUNERS: tuple[str, ...] = ("snfs", "rigl", "dsr", "itop")
+#: The DST methods of the authors' tables (the names themselves live in mgelib.vocabulary).
+DST_PRUNERS: tuple[str, ...] = PAPER_DST_METHODS
 
 #: The 16 MGE topometrics of SPEC §6, in its order, with the authors' column names.
 MGE_METRICS: tuple[str, ...] = tuple(TOPOMETRIC_NORMALISER)
