@@ -45,6 +45,8 @@ from mgelib.pruning.core import (
     DATA_FREE,
     DATA_PRUNERS,
     apportion,
+    check_options,
+    check_seed,
     first_batch,
     kept_count,
     masks_from_scores,
@@ -52,7 +54,7 @@ from mgelib.pruning.core import (
     require_data,
 )
 from mgelib.pruning.random import er, erk, layer_counts, layer_densities, uniform
-from mgelib.pruning.report import layer_report, path_connected
+from mgelib.pruning.report import layer_report, path_connected, warn_collapse
 from mgelib.pruning.saliency import (
     grasp,
     grasp_scores,
@@ -73,6 +75,7 @@ __all__ = [
     "apportion",
     "layer_report",
     "path_connected",
+    "warn_collapse",
     "snip",
     "grasp",
     "synflow",
@@ -159,12 +162,16 @@ def prune(
     if name not in PRUNERS:
         raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
     s, _ = prepare(model, sparsity)
+    seed = check_seed(seed)
+    check_options(name, PRUNERS[name], kwargs)
     if s == 0.0:
         return dense_masks(model)
     if name in DATA_PRUNERS:
         require_data(name, data)
-        return PRUNERS[name](model, s, data, seed=seed, **kwargs)
-    if name == "synflow":
+        masks = PRUNERS[name](model, s, data, seed=seed, **kwargs)
+        if input_shape is None:
+            input_shape = tuple(first_batch(data)[0].shape[1:])
+    elif name == "synflow":
         if input_shape is None:
             if data is None:
                 raise ValueError(
@@ -172,5 +179,9 @@ def prune(
                     "(3, 32, 32)) or data to infer it from"
                 )
             input_shape = tuple(first_batch(data)[0].shape[1:])
-        return synflow(model, s, input_shape=input_shape, seed=seed, **kwargs)
-    return PRUNERS[name](model, s, seed=seed, **kwargs)
+        masks = synflow(model, s, input_shape=input_shape, seed=seed, **kwargs)
+    else:
+        masks = PRUNERS[name](model, s, seed=seed, **kwargs)
+    # Layer collapse (SPEC §4) keeps the result meaningful but worth knowing: warn, naming them.
+    warn_collapse(model, masks, input_shape, source=f"{name} at sparsity {s:g}", stacklevel=2)
+    return masks

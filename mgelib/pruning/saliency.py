@@ -40,7 +40,10 @@ from torch.func import functional_call
 
 from mgelib.masks import Masks, prunable_parameters
 from mgelib.pruning.core import (
+    check_finite_weights,
+    check_labels,
     cycle_batches,
+    forward_checked,
     first_batch,
     iter_batches,
     masks_from_scores,
@@ -97,12 +100,15 @@ def snip_scores(model: nn.Module, data: Any, *, seed: int = 0) -> Scores:
     torch.Size([2, 3])
     """
     require_data("snip", data)
+    check_finite_weights(model, "snip")
     device, dtype = model_device(model), model_dtype(model)
     with seeded(device, seed), torch.enable_grad():
         x, y = to_model(first_batch(data), device, dtype)
         net, weights = _scoring_copy(model)
         ws = list(weights.values())
-        loss = F.cross_entropy(net(x), y)
+        logits = forward_checked(net, x, "snip")
+        check_labels("snip", logits, x, y)
+        loss = F.cross_entropy(logits, y)
         grads = _fill(torch.autograd.grad(loss, ws, allow_unused=True), ws)
     return {n: (g * w).detach().abs() for (n, w), g in zip(weights.items(), grads)}
 
@@ -146,8 +152,9 @@ def _gather_per_class(
     xs: dict[int, list[torch.Tensor]] = {}
     counts: dict[int, int] = {}
     num_classes: int | None = None
-    for x, y in iter_batches(data):
-        if num_classes is None:
+    logits: torch.Tensor | None = None
+    for i, (x, y) in enumerate(iter_batches(data)):
+        if logits is None:
             # The number of classes is the width of the model's output.
             was_training = net.training
             net.eval()
@@ -155,14 +162,11 @@ def _gather_per_class(
                 probe = x[:1].to(device=model_device(net))
                 if probe.is_floating_point():
                     probe = probe.to(model_dtype(net))
-                num_classes = int(net(probe).shape[-1])
+                logits = forward_checked(net, probe, "grasp")
+                num_classes = int(logits.shape[-1])
             net.train(was_training)
+        check_labels("grasp", logits, x, y, i)
         y = y.detach().cpu().reshape(-1).long()
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-            raise ValueError(
-                f"labels must lie in [0, {num_classes}) (the model has {num_classes} outputs), "
-                f"got labels from {int(y.min())} to {int(y.max())}"
-            )
         x = x.detach().cpu()
         for c in torch.unique(y).tolist():
             need = samples_per_class - counts.get(c, 0)
@@ -212,6 +216,7 @@ def grasp_scores(
     ['0.weight', '2.weight']
     """
     require_data("grasp", data)
+    check_finite_weights(model, "grasp")
     if float(temperature) <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     if int(samples_per_class) < 1:
@@ -318,6 +323,7 @@ def prospr_scores(
     if not 0.0 <= float(inner_momentum) < 1.0:
         raise ValueError(f"inner_momentum must lie in [0, 1), got {inner_momentum!r}")
     steps = int(steps)
+    check_finite_weights(model, "prospr")
     lr, mom = float(inner_lr), float(inner_momentum)
     device, dtype = model_device(model), model_dtype(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -337,6 +343,14 @@ def prospr_scores(
             # frozen parameters (e.g. SPEC §1's frozen biases) are taken from the module
         names = list(fast)
         buf: dict[str, torch.Tensor] = {}
+        # The output width from one eval-mode sample (no BatchNorm statistics are updated), then
+        # every batch's labels against it, before the differentiable unroll.
+        net.eval()
+        with torch.no_grad():
+            probe = forward_checked(net, batches[0][0][:1], "prospr")
+        net.train()
+        for i, (x, y) in enumerate(batches):
+            check_labels("prospr", probe, x, y, i)
         for i in range(steps):
             x, y = batches[i]
             loss = F.cross_entropy(functional_call(net, fast, (x,)), y)
