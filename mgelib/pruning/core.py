@@ -378,9 +378,7 @@ def check_options(pruner: str, fn: Any, options: Mapping[str, Any]) -> None:
         return
     fixed = {"model", "sparsity", "data", "seed", "input_shape"}
     accepted = sorted(
-        n
-        for n, p in params.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in fixed
+        n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in fixed
     )
     for key in options:
         if key not in accepted:

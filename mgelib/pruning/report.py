@@ -219,9 +219,7 @@ def warn_collapse(
         parts = []
         if empty:
             shown = ", ".join(empty[:8]) + (" …" if len(empty) > 8 else "")
-            parts.append(
-                f"{len(empty)} of {len(report)} prunable layers keep no weight ({shown})"
-            )
+            parts.append(f"{len(empty)} of {len(report)} prunable layers keep no weight ({shown})")
         if not connected:
             parts.append("no input → output path survives")
         warnings.warn(
