@@ -152,6 +152,13 @@ def load(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if upsample is not None and not (
+        isinstance(upsample, (int, np.integer)) and not isinstance(upsample, bool) and upsample >= 1
+    ):
+        raise ValueError(
+            "upsample must be a positive integer (the new image side in pixels, e.g. 32) or "
+            f"None, got {upsample!r}"
+        )
     if name == "digits":
         arrays = _digits(seed)
         pad, flip = 1, False  # digits are not flip-invariant (a mirrored 2 is no 2)
@@ -180,11 +187,6 @@ def load(
     x_train, y_train, x_test, y_test, classes = arrays
     size = int(x_train.shape[-1])
     if upsample is not None:
-        if isinstance(upsample, bool) or not float(upsample).is_integer() or int(upsample) < 1:
-            raise ValueError(
-                f"upsample must be a positive integer (the new image side in pixels, e.g. 32) "
-                f"or None, got {upsample!r}"
-            )
         upsample = int(upsample)
         if upsample < size:
             raise ValueError(

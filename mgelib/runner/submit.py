@@ -22,6 +22,7 @@ from mgelib.runner.grid import (
     _advance,
     _bar,
     _sigterm_as_interrupt,
+    check_profile,
     expand_grid,
     pending_runs,
     run_complete,
@@ -95,6 +96,7 @@ def run_grid(
     prof = load_profile(profile)
     if "grid" not in prof:
         raise ValueError(f"profile {prof['name']!r} has no 'grid' section")
+    check_profile(prof)
     root = io.grid_root(prof["name"], root)
     root.mkdir(parents=True, exist_ok=True)
     specs = expand_grid(prof["grid"])
