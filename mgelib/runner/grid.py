@@ -200,10 +200,11 @@ PROFILE_SECTIONS = ("name", "description", "grid", "executor", "notebooks", "slu
 EXECUTOR_KEYS = ("workers", "timeout_min")
 
 
-def check_profile(prof: Mapping[str, Any]) -> None:
+def check_profile(prof: Mapping[str, Any], *, allow_unknown: bool = False) -> None:
     """Refuse a profile with an unknown section, an unknown ``executor`` key, a bad worker count,
     a ``notebooks`` entry for a notebook that does not exist or a notebook parameter that
     notebook does not declare — before any run starts, not after hours of grid.
+    ``allow_unknown`` lets other sections through (a custom ``task`` may read its own).
 
     Examples
     --------
@@ -218,7 +219,7 @@ def check_profile(prof: Mapping[str, Any]) -> None:
 
     name = prof.get("name", "custom")
     unknown = [k for k in prof if k not in PROFILE_SECTIONS]
-    if unknown:
+    if unknown and not allow_unknown:
         close = difflib.get_close_matches(str(unknown[0]), PROFILE_SECTIONS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(

@@ -96,7 +96,7 @@ def run_grid(
     prof = load_profile(profile)
     if "grid" not in prof:
         raise ValueError(f"profile {prof['name']!r} has no 'grid' section")
-    check_profile(prof)
+    check_profile(prof, allow_unknown=task is not None)  # a custom task may read its own keys
     root = io.grid_root(prof["name"], root)
     root.mkdir(parents=True, exist_ok=True)
     specs = expand_grid(prof["grid"])
