@@ -46,7 +46,6 @@ from typing import Any
 from torch import nn
 
 from mgelib.masks import Masks, dense_masks
-from mgelib.vocabulary import PRUNER_TRANSFORMS
 from mgelib.pruning.core import (
     DATA_FREE,
     DATA_PRUNERS,
@@ -70,6 +69,7 @@ from mgelib.pruning.saliency import (
 from mgelib.pruning.shuffle import shuffle
 from mgelib.pruning.synaptic_flow import synflow, synflow_scores
 from mgelib.pruning.user import check_user_masks, run_user_pruner
+from mgelib.vocabulary import PRUNER_TRANSFORMS
 
 __all__ = [
     "PRUNERS",
