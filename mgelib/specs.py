@@ -31,7 +31,7 @@ Examples
 >>> resolve("math:nope")
 Traceback (most recent call last):
 ...
-ValueError: spec 'math:nope': module 'math' has no attribute 'nope'; it has: acos, acosh, ...
+ValueError: spec 'math:nope': module 'math' has no attribute 'nope'; it has: acos, acosh, asin, ...
 """
 
 from __future__ import annotations
@@ -165,8 +165,13 @@ def resolve(text: str) -> Callable[..., Any]:
     where = f"{'file' if spec.is_file else 'module'} {spec.target!r}"
     for i, part in enumerate(spec.attr.split(".")):
         if not hasattr(obj, part):
-            names = sorted(n for n in dir(obj) if not n.startswith("_"))
-            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            # what the module defines, not the modules it imported (``nn``, ``torch``)
+            names = sorted(
+                n
+                for n in dir(obj)
+                if not n.startswith("_") and not inspect.ismodule(getattr(obj, n, None))
+            )
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
             owner = where if i == 0 else repr(".".join(spec.attr.split(".")[:i]))
             raise ValueError(
                 f"spec {text!r}: {owner} has no attribute {part!r}; it has: {shown or 'nothing'}"
