@@ -61,7 +61,9 @@ def test_labels_are_readable_safe_and_distinct(user: Path, tmp_path: Path) -> No
     os.chdir(user.parent)
     try:
         assert specs.label(f"{user.name}/mymodels.py:tiny_vgg") == a
-        assert specs.canonical(f"{user.name}/mymodels.py:tiny_vgg") == f"{user}/mymodels.py:tiny_vgg"
+        assert (
+            specs.canonical(f"{user.name}/mymodels.py:tiny_vgg") == f"{user}/mymodels.py:tiny_vgg"
+        )
     finally:
         os.chdir(old)
 
@@ -86,7 +88,10 @@ def test_model_specs_build_with_the_declared_arguments(user: Path) -> None:
             r"'this_package_does_not_exist_anywhere'",
         ),
         ("no_such_module_xyz:f", r"module 'no_such_module_xyz' does not import.*PYTHONPATH"),
-        ("mymodels:vgg", r"module 'mymodels' has no attribute 'vgg'; it has: mlp, needs_depth, not_a_module, tiny_vgg$"),
+        (
+            "mymodels:vgg",
+            r"module 'mymodels' has no attribute 'vgg'; it has: mlp, needs_depth, not_a_module, tiny_vgg$",
+        ),
         ("mymodels:not_a_module", r"returned a dict, not a torch.nn.Module"),
         ("mymodels:needs_depth", r"required parameter 'depth' that mgelib cannot supply"),
         ("nowhere/models.py:f", r"spec file 'nowhere/models.py' does not exist"),
@@ -119,8 +124,14 @@ def test_user_pruner_gets_what_it_declares_and_its_masks_are_checked(user: Path)
 @pytest.mark.parametrize(
     ("pruner", "message"),
     [
-        ("mypruners:wrong_shape", r"mask '0.weight' has shape \(72, 1\) but the weight has shape \(8, 1, 3, 3\)"),
-        ("mypruners:wrong_count", r"kept 1864 of 1864 weights \(sparsity 0\); sparsity 0.9 keeps 186 \(± 1\)"),
+        (
+            "mypruners:wrong_shape",
+            r"mask '0.weight' has shape \(72, 1\) but the weight has shape \(8, 1, 3, 3\)",
+        ),
+        (
+            "mypruners:wrong_count",
+            r"kept 1864 of 1864 weights \(sparsity 0\); sparsity 0.9 keeps 186 \(± 1\)",
+        ),
         ("mypruners:missing_layer", r"missing \['0.weight'\]"),
         ("mypruners:not_binary", r"mask '0.weight' has values other than 0/1"),
         ("mypruners:one_argument", r"must take \(model, sparsity, \*, data=None"),
@@ -257,12 +268,12 @@ def test_papermill_cli_trains_and_measures_a_user_model_and_pruner(
         "sparsity", "0.9", "threads", "1",
     )  # fmt: skip
     assert io.run_done(run)
-    metrics = pd.read_parquet(run / "metrics.parquet")
-    assert metrics["edges"].iloc[0] == pd.read_parquet(run / "layers.parquet")["kept"].sum()
+    kept = pd.read_parquet(run / "layers.parquet")["kept"].sum()
+    assert pd.read_parquet(run / "ramanujan.parquet")["no_weights"].sum() == kept == 186
     prov = json.loads((run / "provenance.json").read_text())["10_prune_and_train"]["specs"]
-    assert prov["pruner"]["sha256"] == hashlib.sha256(
-        (user / "mypruners.py").read_bytes()
-    ).hexdigest()
+    assert (
+        prov["pruner"]["sha256"] == hashlib.sha256((user / "mypruners.py").read_bytes()).hexdigest()
+    )
 
     _papermill(
         "10_prune_and_train", tmp_path / "10b.ipynb", env,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MYMODELS = '''
+MYMODELS = """
 from torch import nn
 
 
@@ -28,7 +28,7 @@ def not_a_module(in_channels, num_classes):
 
 def needs_depth(depth, num_classes):
     return nn.Linear(depth, num_classes)
-'''
+"""
 
 MYPRUNERS = '''
 import torch
@@ -77,13 +77,13 @@ def one_argument(model):
     return {}
 '''
 
-BROKEN = '''
+BROKEN = """
 import this_package_does_not_exist_anywhere  # noqa: F401
 
 
 def tiny_vgg(in_channels, num_classes, input_size):
     raise AssertionError("never reached")
-'''
+"""
 
 
 def write_user_code(folder: Path) -> Path:
