@@ -1,7 +1,9 @@
 """The steps the pipeline notebooks share, so that notebooks stay thin and readable.
 
-- :func:`resolve_run_dir`, :func:`make_masks`, :func:`result_row` — ``10_prune_and_train``;
-- :func:`load_run_model`, :func:`graph_tables` — ``20_graph_metrics``;
+- :func:`resolve_run_dir`, :func:`make_masks`, :func:`result_row` — ``10_prune_and_train``
+  (:func:`run_label`: the run-folder label of a model or pruner spec);
+- :func:`load_run_model` (:func:`run_model_spec`), :func:`graph_tables` — ``20_graph_metrics``
+  and ``15_import_networks`` (:mod:`mgelib.importing`);
 - :func:`with_accuracy_drop` — ``30_collect_runs``;
 - :func:`reproduce` — the whole pipeline of a profile (grid + analysis notebooks), what
   ``invoke reproduce`` runs.
