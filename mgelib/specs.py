@@ -15,7 +15,8 @@ labels and fingerprints specs; :mod:`mgelib.models` and :mod:`mgelib.pruning` ca
 A spec's **label** (:func:`label`) names its run folders: readable and filesystem-safe, and
 distinct for distinct specs — ``mymodels:tiny_vgg`` → ``mymodels.tiny_vgg``; a file spec gets
 its file stem and a short hash of its absolute path (``tiny.tiny_vgg-1f3a9c``), since two files
-``a/tiny.py`` and ``b/tiny.py`` must not share a folder. Built-in names are their own labels.
+``a/tiny.py`` and ``b/tiny.py`` must not share a folder, and a dotted attribute a hash of the
+spec (``a:b.c`` and ``a.b:c`` differ). Built-in names are their own labels.
 
 Examples
 --------
@@ -199,6 +200,9 @@ def label(name: str) -> str:
         path = _find_file(spec.target)
         digest = hashlib.sha256(str(path).encode()).hexdigest()[:6]
         return _SAFE.sub("_", f"{path.stem}.{spec.attr}") + f"-{digest}"
+    if "." in spec.attr:  # "a:b.c" must not share "a.b.c" with "a.b:c"
+        digest = hashlib.sha256(spec.text.strip().encode()).hexdigest()[:6]
+        return f"{spec.target}.{spec.attr}-{digest}"
     return f"{spec.target}.{spec.attr}"
 
 

@@ -49,6 +49,9 @@ def test_labels_are_readable_safe_and_distinct(user: Path, tmp_path: Path) -> No
     assert specs.label("mymodels:tiny_vgg") == "mymodels.tiny_vgg"
     assert specs.label("conv6") == "conv6"
     assert pipeline.run_label("mypruners:magnitude+shuffle") == "mypruners.magnitude+shuffle"
+    assert (
+        specs.label("torch:nn.Identity") != specs.label("torch.nn:Identity") == "torch.nn.Identity"
+    )
     other = write_user_code(tmp_path / "elsewhere")
     a = specs.label(f"{user}/mymodels.py:tiny_vgg")
     b = specs.label(f"{other}/mymodels.py:tiny_vgg")
