@@ -186,7 +186,11 @@ def test_grids_take_specs_and_shuffle_and_hand_the_specs_to_the_notebooks(
         "sparsities": [0.9],
         "dense": False,
     }
-    prof = prepare_profile({"name": "mine", "grid": grid})
+    original = {"name": "mine", "grid": grid}
+    prof = prepare_profile(original)
+    assert original["grid"]["pruners"][1] == "mypruners.py:magnitude"  # a copy is prepared
+    rel = prepare_profile({"name": "x", "pythonpath": ".", "grid": {"models": ["conv6"]}})
+    assert rel["pythonpath"] == [str(user)]  # relative entries: against the current folder
     file_label = specs.label(f"{user}/mypruners.py:magnitude")
     assert prof["grid"]["pruners"][1] == f"{user}/mypruners.py:magnitude"  # made absolute
     assert prof["pythonpath"] == [str(user)]  # where this process imports mymodels from
