@@ -25,6 +25,7 @@ from mgelib.runner.grid import (
     check_profile,
     expand_grid,
     pending_runs,
+    prepare_profile,
     run_complete,
 )
 from mgelib.runner.run import TaskFn, _guarded, run_chunk, run_one
@@ -93,7 +94,7 @@ def run_grid(
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
-    prof = load_profile(profile)
+    prof = prepare_profile(load_profile(profile))  # user specs made portable to the workers
     if "grid" not in prof:
         raise ValueError(f"profile {prof['name']!r} has no 'grid' section")
     check_profile(prof, allow_unknown=task is not None)  # a custom task may read its own keys
