@@ -588,9 +588,8 @@ net = models.build("resnet20", 1, 10, 8, seed=0)
 g = torch.Generator().manual_seed(0)
 batch = (torch.randn(32, 1, 8, 8, generator=g), torch.arange(32) % 10)
 out = {}
-for p in ("snip", "grasp", "prospr", "synflow"):
-    kw = {"input_shape": (1, 8, 8), "progress": False, "rounds": 20} if p == "synflow" else {}
-    for k, v in pruning.prune(p, net, 0.9, data=batch, **kw).items():
+for p in ("snip", "prospr"):  # in float32, ProsPr's masks differed here by 28 weights
+    for k, v in pruning.prune(p, net, 0.9, data=batch).items():
         out[p + "/" + k] = v.numpy()
 np.savez(sys.argv[2], **out)
 """
@@ -599,8 +598,9 @@ np.savez(sys.argv[2], **out)
 @pytest.mark.slow
 def test_same_masks_at_one_and_two_threads(tmp_path):
     """Same seed ⇒ same masks at any thread count (issue 15: in float32, ProsPr's mask changed
-    with OMP_NUM_THREADS=2; SNIP's and GraSP's too, by a few weights near the threshold). Each
-    thread count in its own process, as OMP_NUM_THREADS would be set."""
+    with OMP_NUM_THREADS=2; on CONV-6/ResNet-20 at 16×16 SNIP's and GraSP's too, by a few
+    hundred weights near the threshold). Each thread count in its own process, as
+    OMP_NUM_THREADS would be set. SynFlow scores in float64 already; GraSP shares SNIP's path."""
     import os
     import subprocess
     import sys

@@ -293,7 +293,16 @@ def run_complete(
 
 
 #: Top-level sections of a profile YAML, and the keys of its ``executor`` section.
-PROFILE_SECTIONS = ("name", "description", "grid", "executor", "notebooks", "slurm", "analysis")
+PROFILE_SECTIONS = (
+    "name",
+    "description",
+    "grid",
+    "executor",
+    "notebooks",
+    "slurm",
+    "analysis",
+    "pythonpath",
+)
 EXECUTOR_KEYS = ("workers", "timeout_min")
 
 
@@ -308,7 +317,7 @@ def check_profile(prof: Mapping[str, Any], *, allow_unknown: bool = False) -> No
     >>> check_profile({"name": "x", "grid": {}, "notebook": {}})
     Traceback (most recent call last):
     ...
-    ValueError: profile 'x': unknown section(s) ['notebook'] (did you mean 'notebooks'?); a profile has name, description, grid, executor, notebooks, slurm, analysis
+    ValueError: profile 'x': unknown section(s) ['notebook'] (did you mean 'notebooks'?); a profile has name, description, grid, executor, notebooks, slurm, analysis, pythonpath
     """
     import difflib
 

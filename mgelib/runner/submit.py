@@ -94,10 +94,11 @@ def run_grid(
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
-    prof = prepare_profile(load_profile(profile))  # user specs made portable to the workers
+    prof = load_profile(profile)
+    check_profile(prof, allow_unknown=task is not None)  # a custom task may read its own keys
+    prof = prepare_profile(prof)  # user specs made portable to the workers
     if "grid" not in prof:
         raise ValueError(f"profile {prof['name']!r} has no 'grid' section")
-    check_profile(prof, allow_unknown=task is not None)  # a custom task may read its own keys
     root = io.grid_root(prof["name"], root)
     root.mkdir(parents=True, exist_ok=True)
     specs = expand_grid(prof["grid"])
