@@ -109,13 +109,17 @@ def expand_grid(grid: Mapping[str, Any]) -> list[io.RunSpec]:
     """The runs of a grid: every (model, dataset, pruner, sparsity, seed), and with
     ``dense: true`` one dense baseline (``pruner="dense"``, sparsity 0) per (model, dataset, seed).
 
-    Keys: ``models``, ``datasets``, ``pruners``, ``sparsities``, ``seeds``, ``dense``.
+    Keys: ``models``, ``datasets``, ``pruners``, ``sparsities``, ``seeds``, ``dense``, and
+    ``extra``: a list of sub-grids (e.g. ``{pruners: [rigl], sparsities: [0.9]}``) that inherit
+    the other keys and add their runs (no second dense baseline). Pruners are the PaI pruners or
+    the DST methods (:data:`mgelib.vocabulary.DST_METHODS`).
     """
     from mgelib.data import DATASETS
     from mgelib.models import MODELS
     from mgelib.pruning import PRUNERS
+    from mgelib.vocabulary import DST_METHODS
 
-    known = {"models", "datasets", "pruners", "sparsities", "seeds", "dense"}
+    known = {"models", "datasets", "pruners", "sparsities", "seeds", "dense", "extra"}
     unknown = sorted(set(grid) - known)
     if unknown:
         raise ValueError(f"unknown grid keys {unknown}; a grid has {sorted(known)}")
@@ -127,7 +131,7 @@ def expand_grid(grid: Mapping[str, Any]) -> list[io.RunSpec]:
     for name, values, allowed in (
         ("model", models, MODELS),
         ("dataset", datasets, DATASETS),
-        ("pruner", pruners, tuple(PRUNERS)),
+        ("pruner", pruners, (*PRUNERS, *DST_METHODS)),
     ):
         if not values:
             raise ValueError(f"the grid names no {name}s")
@@ -147,6 +151,14 @@ def expand_grid(grid: Mapping[str, Any]) -> list[io.RunSpec]:
                         if s == 0.0:
                             continue  # the dense baseline covers it
                         specs.append(io.RunSpec(model, dataset, pruner, s, seed))
+    for sub in _as_list(grid.get("extra")):
+        if not isinstance(sub, Mapping) or "extra" in sub:
+            raise ValueError(
+                f"grid 'extra' holds sub-grids (mappings without 'extra'), got {sub!r}"
+            )
+        inherited = {k: v for k, v in grid.items() if k not in ("extra", "pruners", "sparsities")}
+        more = expand_grid({**inherited, **sub, "dense": False})
+        specs.extend(s for s in more if s not in specs)
     return specs
 
 
