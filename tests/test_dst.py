@@ -306,3 +306,25 @@ def test_initial_masks_use_the_method_allocation():
         masks = dst.initial_masks(method, net, 0.9)
         n = sum(p.numel() for p in prunable_parameters(net).values())
         assert kept(masks) == round(0.1 * n)
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_and_says_so_without_cuda(capsys, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import gpu_check
+
+    if torch.cuda.is_available():  # CI never has one; a GPU machine checks the CUDA path
+        pytest.skip("CUDA present: run benchmarks/gpu_check.py itself")
+    rows = gpu_check.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "CUDA is not available" in out and "| train RigL (1 updates) | cpu |" in out
+    assert [r["stage"].split(" (")[0] for r in rows] == [
+        "prune",
+        "train static",
+        "train RigL",
+        "graph metrics",
+    ]
+    assert "gpu_check" in sys.modules
