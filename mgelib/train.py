@@ -9,7 +9,17 @@ CPU :class:`torch.Generator` seeded from :attr:`TrainConfig.seed`.
 With ``run_dir``, a checkpoint (model, optimiser, scheduler, generator state, history) is written
 atomically after every epoch, and a later call with the same arguments resumes from it; a run
 killed and resumed ends with the same weights, bit for bit on the CPU, as an uninterrupted one.
-The per-epoch table is also written there as ``history.parquet``.
+The per-epoch table is also written there as ``history.parquet``; both go through
+:mod:`mgelib.io` (atomic writes).
+
+A ``hook`` (:class:`StepHook`) runs inside the step loop: it sees the dense gradients before they
+are masked and may move the masks after the step — this is how the dynamic sparse training
+methods of :mod:`mgelib.dst` train — and its state is part of the checkpoint, so a resumed DST
+run is bit-identical too.
+
+The body of :func:`train` is a short driver over ``_setup`` (device, masks, optimiser),
+``_resume`` / ``_save_checkpoint`` (the checkpoint format), ``_run_epoch`` (one epoch of masked
+SGD and its history row) and ``_result``.
 
 :func:`paper_config` (in :mod:`mgelib.protocol`, re-exported here) gives the paper's protocol
 (SPEC §3).
@@ -28,15 +38,13 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -47,7 +55,18 @@ from mgelib import io
 from mgelib import masks as masks_mod
 from mgelib.data import Dataset, DeviceLoader
 from mgelib.progress import quiet
-from mgelib.protocol import TrainConfig, TrainResult, paper_config, resolve_device, scale_milestones
+from mgelib.protocol import (
+    CHECKPOINT_FORMAT,
+    StepHook,
+    TrainConfig,
+    TrainResult,
+    check_checkpoint,
+    hook_config,
+    mask_digest,
+    paper_config,
+    resolve_device,
+    scale_milestones,
+)
 
 __all__ = [
     "TrainConfig",
@@ -66,10 +85,6 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.parquet"
 
-_CHECKPOINT_FORMAT = 1
-# Config fields that may differ between a checkpoint and the resuming call: they do not change
-# the optimisation (where it runs, what is shown, how often the test set is scored).
-_RESUMABLE_DIFFS = frozenset({"device", "progress", "eval_every"})
 _HISTORY_COLUMNS = ["epoch", "loss", "train_acc", "test_acc", "lr", "seconds"]
 
 
@@ -88,14 +103,6 @@ def _bool_masks(
             m = m.to(torch.bool)
         out[key] = m
     return out
-
-
-def _mask_digest(masks: Mapping[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for key in sorted(masks):
-        h.update(key.encode())
-        h.update(np.packbits(masks[key].detach().cpu().numpy().reshape(-1)).tobytes())
-    return h.hexdigest()
 
 
 def evaluate(
@@ -127,35 +134,6 @@ def evaluate(
         for x, y in loader:
             correct += (model(x).argmax(1) == y).sum()
     return int(correct) / max(1, len(data.y_test))
-
-
-class StepHook(Protocol):
-    """What :func:`train` calls on a ``hook`` (a DST method: :class:`mgelib.dst.MaskUpdater`).
-
-    ``attach(model, optimizer, masks, total_steps, steps_per_epoch)`` once before the first step
-    (``masks``: the loop's float mask tensors by parameter name, which the hook may change in
-    place); ``before_step(step)`` after each backward pass, while the gradients are still dense
-    (``step`` is 1-based); ``after_step(step)`` after the optimiser step and the weight masking;
-    ``state_dict()`` / ``load_state_dict(state)`` for the checkpoint (called after ``attach``).
-    A hook with a ``config`` dataclass has it checked on resume like the training config.
-    """
-
-    def attach(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        masks: Mapping[str, torch.Tensor],
-        total_steps: int,
-        steps_per_epoch: int,
-    ) -> None: ...
-
-    def before_step(self, step: int) -> None: ...
-
-    def after_step(self, step: int) -> bool: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 @dataclasses.dataclass
@@ -255,7 +233,7 @@ def train(
     if hook is not None:
         hook.attach(model, sess.optimizer, sess.masks, config.epochs * len(loader), len(loader))
     ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-    digest = _mask_digest(bool_masks)
+    digest = mask_digest(bool_masks)
     if ckpt_path is not None and ckpt_path.is_file():
         _resume(sess, ckpt_path, config, data, digest, hook)
     start_epoch = sess.epoch
@@ -415,11 +393,6 @@ def _check_output(out: torch.Tensor, data: Dataset) -> None:
         )
 
 
-def _hook_config(hook: StepHook | None) -> dict[str, Any] | None:
-    cfg = getattr(hook, "config", None)
-    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
-
-
 def _save_checkpoint(
     sess: _Session,
     path: Path,
@@ -430,7 +403,7 @@ def _save_checkpoint(
 ) -> None:
     """The checkpoint (atomically, through :mod:`mgelib.io`) and ``history.parquet``."""
     state = {
-        "format": _CHECKPOINT_FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "epoch": sess.epoch,
         "step": sess.step,
         "model": sess.model.state_dict(),
@@ -445,7 +418,7 @@ def _save_checkpoint(
     }
     if hook is not None:
         state["hook"] = hook.state_dict()
-        state["hook_config"] = _hook_config(hook)
+        state["hook_config"] = hook_config(hook)
     io.save_torch(state, path)
     io.write_table(pd.DataFrame(sess.rows, columns=_HISTORY_COLUMNS), path.with_name(HISTORY_NAME))
 
@@ -460,7 +433,7 @@ def _resume(
 ) -> None:
     """Load a checkpoint into the session (and the hook), after checking it belongs to it."""
     state = io.load_torch(path)
-    _check_checkpoint(state, config, data, digest, path, hook)
+    check_checkpoint(state, config, data, digest, path, hook)
     sess.model.load_state_dict(state["model"])
     sess.optimizer.load_state_dict(state["optimizer"])
     sess.scheduler.load_state_dict(state["scheduler"])
@@ -488,40 +461,3 @@ def _result(sess: _Session, start_epoch: int, sparsity: float) -> TrainResult:
         resumed_from=start_epoch,
         sparsity=sparsity,
     )
-
-
-def _check_checkpoint(
-    state: Mapping[str, Any],
-    config: TrainConfig,
-    data: Dataset,
-    digest: str,
-    path: Path,
-    hook: StepHook | None = None,
-) -> None:
-    fix = f"delete {path} to start afresh, or use another run_dir"
-    if state.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a checkpoint written by mgelib.train; {fix}")
-    saved = state["config"]
-    now = dataclasses.asdict(config)
-    diffs = sorted(
-        k for k in now if k not in _RESUMABLE_DIFFS and _normal(saved.get(k)) != _normal(now[k])
-    )
-    if diffs:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} → {now[k]!r}" for k in diffs)
-        raise ValueError(f"{path} was written with a different config ({detail}); {fix}")
-    if state["dataset"] != data.name:
-        raise ValueError(f"{path} was trained on {state['dataset']!r}, not {data.name!r}; {fix}")
-    if state["mask_digest"] != digest:
-        raise ValueError(f"{path} was trained with different masks; {fix}")
-    if ("hook" in state) != (hook is not None):
-        had = "with" if "hook" in state else "without"
-        raise ValueError(f"{path} was trained {had} a step hook (a DST method); {fix}")
-    if hook is not None and state.get("hook_config") != _hook_config(hook):
-        raise ValueError(
-            f"{path} was trained with a different DST config ({state.get('hook_config')} → "
-            f"{_hook_config(hook)}); {fix}"
-        )
-
-
-def _normal(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
