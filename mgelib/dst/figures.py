@@ -70,8 +70,9 @@ def summary(trajectories: pd.DataFrame) -> pd.DataFrame:
 
 
 def endpoint_shift(trajectories: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """Long table of each run's ``metrics`` at init and at the end, and their change
-    (``final − init``), one row per (run, metric); metrics missing at an end are NaN."""
+    """Long table of each run's ``metrics`` at init and at the end, their change
+    (``final − init``) and relative change (``(final − init) / |init|``; 0 when both are 0, NaN
+    when only init is), one row per (run, metric); metrics missing at an end are NaN."""
     ends = trajectories[trajectories["kind"].isin(["init", "final"])]
     cols = [m for m in metrics if m in ends.columns]
     long = ends.melt(id_vars=[*RUN_KEYS, "kind"], value_vars=cols, var_name="metric")
@@ -79,6 +80,8 @@ def endpoint_shift(trajectories: pd.DataFrame, metrics: Sequence[str]) -> pd.Dat
         index=[*RUN_KEYS, "metric"], columns="kind", values="value", dropna=False
     ).reset_index()
     wide["change"] = wide["final"] - wide["init"]
+    base = wide["init"].abs().where(wide["init"] != 0)
+    wide["relative_change"] = (wide["change"] / base).where(wide["change"] != 0, 0.0)
     return wide
 
 
@@ -130,9 +133,10 @@ def plot_trajectories(
 
 
 def plot_endpoint_shift(shift: pd.DataFrame, metrics: Sequence[str]) -> plt.Figure:
-    """Bars of the mean change (end − init) of each metric, one panel per sparsity, one colour
-    per DST method (``shift`` from :func:`endpoint_shift`)."""
-    mean = shift.groupby(["metric", "pruner", "sparsity"])["change"].mean().reset_index()
+    """Bars of the mean relative change (end − init) / |init| of each metric, in %, one panel per
+    sparsity, one colour per DST method (``shift`` from :func:`endpoint_shift`)."""
+    mean = shift.groupby(["metric", "pruner", "sparsity"])["relative_change"].mean().reset_index()
+    mean["change"] = 100.0 * mean["relative_change"]
     methods = [m for m in DST_METHODS if m in set(mean["pruner"])]
     g = sns.catplot(
         data=mean,
@@ -148,8 +152,10 @@ def plot_endpoint_shift(shift: pd.DataFrame, metrics: Sequence[str]) -> plt.Figu
         sharex=False,
         palette="colorblind",
     )
-    g.set_axis_labels("change, end − init (normalised as the authors store it)", "")
+    g.set_axis_labels("change from init to end of training (%)", "")
     g.set_titles("sparsity {col_name}")
+    if g.legend is not None:
+        g.legend.set_title("method")
     for ax in g.axes.flat:
         ax.axvline(0, color="0.3", lw=0.8)
         ax.tick_params(labelsize=8)
