@@ -92,10 +92,11 @@ class DSTConfig:
     - **RigL** (Evci et al., ICML 2020): α = 0.3 decayed by a cosine, ΔT = 100 steps,
       T_end = 75 % of training, regrowth at the largest dense-gradient magnitudes, ERK
       initial allocation.
-    - **ITOP** (Liu et al., ICML 2021): RigL-style gradient regrowth with drop rate 0.5 cosine-decayed
-      over all of training, ΔT = 1500 steps and ERK initial allocation (the CIFAR command of the
-      authors' public code); the exploration rate — the fraction of all weights ever active — is
-      what the method is about, and every method here reports it.
+    - **ITOP** (Liu et al., ICML 2021): RigL-style gradient regrowth with drop rate 0.5
+      cosine-decayed over all of training, ΔT = 1500 steps and ERK initial allocation (the CIFAR
+      command of the authors' public code; ``growth="random"`` gives their SET-ITOP); the
+      exploration rate — the fraction of all weights ever active — is what the method is about,
+      and every method here reports it.
 
     Regrown weights start at zero, with zero optimiser momentum, in every method.
 
