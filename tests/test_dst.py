@@ -102,6 +102,18 @@ def test_one_update_keeps_the_count_and_drops_the_smallest(growth, redistributio
         assert moved_between_layers  # reallocation happened, and conserved the global count
 
 
+def test_selection_breaks_ties_by_index_like_a_stable_sort():
+    from mgelib.dst.updates import _k_smallest
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        n = int(torch.randint(1, 40, (1,), generator=g))
+        x = torch.randint(0, 4, (n,), generator=g).float()  # many ties
+        k = int(torch.randint(0, n + 1, (1,), generator=g))
+        want = sorted(torch.argsort(x, stable=True)[:k].tolist())
+        assert sorted(_k_smallest(x, k).tolist()) == want
+
+
 def test_rigl_grows_the_top_gradients_among_inactive_brute_force():
     weights, masks, grads = random_layers(seed=3)
     new, info = dst.update_masks(weights, masks, fraction=0.5, growth="gradient", scores=grads)

@@ -37,11 +37,28 @@ def drop_counts(masks: Mapping[str, torch.Tensor], fraction: float) -> dict[str,
     return {k: int(float(fraction) * int(m.sum())) for k, m in masks.items()}
 
 
+def _k_smallest(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` smallest entries of a flat tensor, ties broken by lower index.
+
+    One selection (``kthvalue``, linear time) instead of a sort: everything below the k-th value,
+    then the lowest-index entries equal to it. The indices come in no particular order.
+    """
+    n = score.numel()
+    if k <= 0:
+        return torch.zeros(0, dtype=torch.long, device=score.device)
+    if k >= n:
+        return torch.arange(n, device=score.device)
+    kth = torch.kthvalue(score, k).values
+    below = torch.nonzero(score < kth).flatten()
+    at = torch.nonzero(score == kth).flatten()[: k - len(below)]
+    return torch.cat([below, at])
+
+
 def smallest_active(weight: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     """Flat indices of the ``k`` active weights of smallest ``|w|`` (ties: lower index first)."""
-    score = weight.detach().abs().flatten().to(torch.float64)
+    score = weight.detach().abs().flatten().float()
     score = torch.where(mask.flatten(), score, torch.full_like(score, float("inf")))
-    return torch.argsort(score, stable=True)[:k]
+    return _k_smallest(score, k)
 
 
 def grow_positions(
@@ -58,9 +75,9 @@ def grow_positions(
         pool = torch.nonzero(candidates.cpu()).flatten()
         pick = torch.randperm(len(pool), generator=generator)[:k]
         return pool[pick].to(candidates.device)
-    s = scores.detach().abs().flatten().to(torch.float64)
-    s = torch.where(candidates, s, torch.full_like(s, -float("inf")))
-    return torch.argsort(-s, stable=True)[:k]
+    s = -scores.detach().abs().flatten().float()
+    s = torch.where(candidates, s, torch.full_like(s, float("inf")))
+    return _k_smallest(s, k)
 
 
 def regrow_counts(
