@@ -340,3 +340,18 @@ def test_gpu_check_runs_and_says_so_without_cuda(capsys, monkeypatch):
         "graph metrics",
     ]
     assert "gpu_check" in sys.modules
+
+
+def test_updates_on_a_channels_last_model(tiny_digits):
+    # The CUDA path trains channels-last: flat indices must follow the logical (NCHW) order of
+    # the masks whatever the memory layout. The CPU runs the same layout logic.
+    masks = dst.initial_masks("rigl", tiny_net(), 0.8)
+    ref, cl = tiny_net(), tiny_net().to(memory_format=torch.channels_last)
+    hooks = [Checked(dst.dst_config("rigl", update_every=2)) for _ in range(2)]
+    for net, hook in zip((ref, cl), hooks, strict=True):
+        hook.target = kept(masks)
+        tr.train(net, masks, tiny_digits, cfg(1), hook=hook)
+    assert cl[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert len(hooks[0].records) == len(hooks[1].records) > 0
+    same = [torch.equal(hooks[0].masks()[k], hooks[1].masks()[k]) for k in masks]
+    assert sum(same) >= len(same) - 1  # the same masks, up to float noise of the conv kernels
