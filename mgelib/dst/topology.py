@@ -10,9 +10,9 @@ second on a digits ResNet-20. :func:`full_topometrics` gives all 16 (init and en
 Examples
 --------
 >>> import torch
->>> from mgelib import models
 >>> from mgelib.dst import initial_masks
->>> net = models.build("conv6", 1, 10, 8, seed=0)
+>>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+...                           torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10))
 >>> probe = topology_probe(net, (1, 8, 8))
 >>> row = probe(initial_masks("rigl", net, 0.9))
 >>> sorted(row)[:3]

@@ -13,17 +13,14 @@ and resumed DST run ends bit-identical to an uninterrupted one.
 
 Examples
 --------
->>> import torch
->>> from mgelib import data, models, train
->>> from mgelib.dst import MaskUpdater, dst_config, initial_masks
->>> ds = data.load("digits")
->>> net = models.build("conv6", 1, 10, 8, seed=0)
->>> masks = initial_masks("set", net, 0.9, seed=0)
+>>> from mgelib.dst import MaskUpdater, dst_config
 >>> upd = MaskUpdater(dst_config("set", dataset="digits"))
->>> cfg = train.TrainConfig(epochs=2, milestones=(), progress=False, device="cpu")
->>> _ = train.train(net, masks, ds, cfg, hook=upd)
->>> len(upd.records), upd.records[0]["step"]  # one update, after epoch 1 (none after the last)
-(1, 11)
+>>> upd.config.drop_fraction, upd.config.update_every, upd.records
+(0.3, 0, [])
+
+Training with it is ``mgelib.train.train(net, masks, data, config, hook=upd)`` (the example of
+:mod:`mgelib.dst`); afterwards ``upd.masks()`` are the final masks and ``upd.records`` the
+trajectory.
 """
 
 from __future__ import annotations
