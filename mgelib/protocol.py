@@ -186,8 +186,14 @@ def paper_config(model_name: str, dataset_name: str, **overrides: Any) -> TrainC
     >>> paper_config("resnet20", "cifar10", epochs=16).milestones
     (8, 12)
     """
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(MODELS)}")
+    from mgelib.specs import is_spec
+
+    # A user model (a spec) gets the protocol of the generic CIFAR ResNets (weight decay 1e-4).
+    if model_name not in MODELS and not is_spec(model_name):
+        raise ValueError(
+            f"unknown model {model_name!r}; choose one of {', '.join(MODELS)} or a spec "
+            "'module:factory'"
+        )
     if dataset_name not in DATASETS:
         raise ValueError(f"unknown dataset {dataset_name!r}; choose one of {', '.join(DATASETS)}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
