@@ -120,6 +120,7 @@ def grid_names(grid: Mapping[str, Any], *, check: bool = True) -> dict[str, dict
     from mgelib.pipeline import run_label
     from mgelib.pruning import check_pruner
     from mgelib.specs import is_spec, resolve
+    from mgelib.vocabulary import DST_METHODS
 
     out: dict[str, dict[str, str]] = {"model": {}, "pruner": {}}
     for key, values in (("model", grid.get("models")), ("pruner", grid.get("pruners"))):
@@ -136,7 +137,7 @@ def grid_names(grid: Mapping[str, Any], *, check: bool = True) -> dict[str, dict
                         f"unknown model(s) [{name!r}]; choose from {list(MODELS)} or give a spec "
                         "'package.module:factory' / 'path/to/file.py:factory'"
                     )
-            else:
+            elif name not in DST_METHODS:
                 try:
                     check_pruner(name)
                 except ValueError as exc:
@@ -207,13 +208,16 @@ def expand_grid(grid: Mapping[str, Any]) -> list[io.RunSpec]:
     """The runs of a grid: every (model, dataset, pruner, sparsity, seed), and with
     ``dense: true`` one dense baseline (``pruner="dense"``, sparsity 0) per (model, dataset, seed).
 
-    Keys: ``models``, ``datasets``, ``pruners``, ``sparsities``, ``seeds``, ``dense``. Models and
-    pruners may be specs of the user's code and pruners may end in ``+shuffle``; a run is keyed by
-    their labels (:func:`grid_names`), e.g. ``model=mymodels.tiny_vgg/…/pruner=snip+shuffle``.
+    Keys: ``models``, ``datasets``, ``pruners``, ``sparsities``, ``seeds``, ``dense``, and
+    ``extra``: a list of sub-grids (e.g. ``{pruners: [rigl], sparsities: [0.9]}``) that inherit
+    the other keys and add their runs (no second dense baseline). Models and pruners may be specs
+    of the user's code and pruners may end in ``+shuffle``; a run is keyed by their labels
+    (:func:`grid_names`), e.g. ``model=mymodels.tiny_vgg/…/pruner=snip+shuffle``. Pruners are the
+    PaI pruners, the DST methods (:data:`mgelib.vocabulary.DST_METHODS`) or user specs.
     """
     from mgelib.data import DATASETS
 
-    known = {"models", "datasets", "pruners", "sparsities", "seeds", "dense"}
+    known = {"models", "datasets", "pruners", "sparsities", "seeds", "dense", "extra"}
     unknown = sorted(set(grid) - known)
     if unknown:
         raise ValueError(f"unknown grid keys {unknown}; a grid has {sorted(known)}")
@@ -265,6 +269,14 @@ def expand_grid(grid: Mapping[str, Any]) -> list[io.RunSpec]:
                         if s == 0.0:
                             continue  # the dense baseline covers it
                         specs.append(io.RunSpec(model, dataset, pruner, s, seed))
+    for sub in _as_list(grid.get("extra")):
+        if not isinstance(sub, Mapping) or "extra" in sub:
+            raise ValueError(
+                f"grid 'extra' holds sub-grids (mappings without 'extra'), got {sub!r}"
+            )
+        inherited = {k: v for k, v in grid.items() if k not in ("extra", "pruners", "sparsities")}
+        more = expand_grid({**inherited, **sub, "dense": False})
+        specs.extend(s for s in more if s not in specs)
     return specs
 
 
