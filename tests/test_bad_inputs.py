@@ -787,3 +787,17 @@ def test_reproduce_waits_for_the_other_process_then_analyses(tmp_path, monkeypat
     proc.wait(timeout=30)
     assert calls == ["30_collect_runs"]
     assert time.monotonic() - t0 >= 0.9
+
+
+def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
+    from mgelib.data import Augment, Dataset
+    from mgelib.train import TrainConfig, train
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (8, 1, 4, 4), generator=g, dtype=torch.uint8)
+    y = torch.arange(8) % 2
+    ds = Dataset("digits", x, y, x, y, 2, 1, 4, (0.5,), (0.25,), Augment(0, False))
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip")  # killed while saving
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with pytest.raises(CorruptFileError, match=r"checkpoint\.pt is not a readable torch file"):
+        train(net, None, ds, TrainConfig(epochs=1, batch_size=4), run_dir=tmp_path, progress=False)
