@@ -1,5 +1,5 @@
 """Ramanujan metrics (SPEC §7): hand-built graphs, a dense eigensolver oracle, the authors' values
-on the shared fixtures."""
+on the committed fixtures (tests/fixtures)."""
 
 from __future__ import annotations
 
