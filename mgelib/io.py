@@ -61,6 +61,7 @@ __all__ = [
     "load_torch",
     "provenance",
     "record_stage",
+    "remove_checkpoint",
     "stage_done",
     "run_done",
     "iter_runs",
@@ -302,6 +303,27 @@ def provenance(device: str | None = None) -> dict[str, Any]:
         "device": device,
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def remove_checkpoint(run_dir: str | os.PathLike, *, keep: bool = False) -> int:
+    """Delete a finished run's ``checkpoint.pt`` (resume state, ~2 MB a digits run) unless
+    ``keep``; returns the bytes freed. Call it after the stage's last product is written: a
+    run killed before that still resumes from its checkpoint.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "checkpoint.pt").write_bytes(b"1234")
+    >>> remove_checkpoint(d, keep=True), remove_checkpoint(d), remove_checkpoint(d)
+    (0, 4, 0)
+    """
+    path = Path(run_dir) / "checkpoint.pt"
+    if keep or not path.exists():
+        return 0
+    size = path.stat().st_size
+    path.unlink(missing_ok=True)
+    return size
 
 
 def record_stage(

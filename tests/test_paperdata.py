@@ -74,7 +74,9 @@ EXPECTED = {
 
 
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module", params=["excerpt", pytest.param("full", marks=pytest.mark.paperdata)])
+@pytest.fixture(
+    scope="module", params=["excerpt", pytest.param("full", marks=pytest.mark.paperdata)]
+)
 def src(request) -> tuple[Path, dict]:
     """(root, expected numbers) of the excerpt, and of the full tables when present."""
     if request.param == "excerpt":

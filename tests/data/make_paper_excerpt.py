@@ -89,8 +89,9 @@ def main(source: Path) -> None:
     keep |= ukeys.isin(dup_keys).to_numpy()
     mobile = list(dict.fromkeys(ukeys[unrolled["model"] == "MobileNetV2"]))[:3]
     keep |= ukeys.isin(mobile).to_numpy()
-    _write_lines(unrolled_path, OUT / "graph_metrics" / "unrolled" / "unrolled.csv",
-                 np.flatnonzero(keep))
+    _write_lines(
+        unrolled_path, OUT / "graph_metrics" / "unrolled" / "unrolled.csv", np.flatnonzero(keep)
+    )
     size = sum(f.stat().st_size for f in OUT.rglob("*.csv"))
     print(f"{len(chosen)} networks; {int(keep.sum())} unrolled rows; {size // 1024} KiB in {OUT}")
 
