@@ -1,6 +1,6 @@
 """The run store: one hive-style folder per run, atomic writes, provenance, ``collect``.
 
-A *run* is one (model, dataset, pruner, sparsity, seed) cell (SPEC §1); the dense baseline is
+A *run* is one (model, dataset, pruner, sparsity, seed) cell (method §1); the dense baseline is
 ``pruner=dense, sparsity=0``. Its folder, under a grid root (``mgelib.paths.runs_dir()/<profile>``)::
 
     model=resnet20/dataset=cifar10/pruner=snip/sparsity=0.9/seed=0/
@@ -89,7 +89,7 @@ def _fmt_sparsity(s: float) -> str:
 
 @dataclass(frozen=True, order=True)
 class RunSpec:
-    """One cell of a grid (SPEC §1)."""
+    """One cell of a grid (method §1)."""
 
     model: str
     dataset: str

@@ -58,7 +58,7 @@ def test_compat_mode_reproduces_the_reference_exactly(fixture_case):
 
 def test_default_mode_differs_only_in_the_strided_main_path_convs(fixture_case):
     """Default (exact geometry): CONV-6 equals the reference; ResNet-20 differs exactly in the
-    edges of ``layer2.0.conv1`` and ``layer3.0.conv1`` (the authors' numbering defect, SPEC §5.1):
+    edges of ``layer2.0.conv1`` and ``layer3.0.conv1`` (the authors' numbering defect, method §5.1):
     every other edge, with its weight, is shared."""
     name, model, shape, (ref_keys, ref_w, ref_dims) = fixture_case
     graph = encode(model, shape)

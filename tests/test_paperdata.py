@@ -375,7 +375,7 @@ def test_synthetic_schema_union(tmp_path):
     assert set(df["pruner"]) == {"snip", "rigl"}  # "RigL" normalised
     assert df.loc[df["schema"] == "21", "assortativity"].isna().all()
     assert df.loc[df["schema"] != "21", "strong_clusters"].eq(2).all()
-    # weak components are the SPEC's connected components
+    # weak components are the method's connected components
     assert df["no_connected_components"].eq(1).all()
     np.testing.assert_array_equal(df["no_weights"], df["edges"])
     assert {"model", "dataset"} <= set(df.columns) and set(df["model"]) == {"conv6"}

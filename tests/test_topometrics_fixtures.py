@@ -1,4 +1,4 @@
-"""Fidelity of :func:`mgelib.metrics.topometrics` to the authors' code (SPEC §5.1, §6, §9).
+"""Fidelity of :func:`mgelib.metrics.topometrics` to the authors' code (method §5.1, §6, §9).
 
 - ``tests/fixtures/*/reference.json``: raw topometrics computed by the authors' code on the
   fixture networks (CONV-6 and ResNet-20, ERK, s = 0.98), which we encode with
@@ -156,7 +156,7 @@ def _local(graph: Graph) -> dict[str, float]:
 
 
 def _exact_metrics(graph: Graph) -> Graph:
-    """The same edges with the compat flag dropped: SPEC §6's exact definitions apply."""
+    """The same edges with the compat flag dropped: method §6's exact definitions apply."""
     return Graph(
         graph.adjacency,
         graph.dims,
@@ -168,10 +168,10 @@ def _exact_metrics(graph: Graph) -> Graph:
 
 
 def test_resnet20_compat_flag_is_what_changes_the_local_metrics(cache):
-    """SPEC §5.1: on ResNet-20 the strided-conv numbering defect turns 331 source nodes into
+    """method §5.1: on ResNet-20 the strided-conv numbering defect turns 331 source nodes into
     2,390 and r-in 1,249 into 14,225 (exact definitions on the two graphs); the authors'
     source count then subtracts the whole input partition, one node of which has no out-edge
-    in their graph, giving the 2,389 of the reference (SPEC §6, compat metrics)."""
+    in their graph, giving the 2,389 of the reference (method §6, compat metrics)."""
     name = "resnet20_erk_s0.98"
     want = {m: cache.ref(name)["topometrics_raw"][m] for m in GROUPS["local"]}
     default = cache.graph(name, compat=None)

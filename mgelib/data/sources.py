@@ -45,7 +45,7 @@ _SOURCES: dict[str, tuple[str, str | None, str]] = {
     "tinyimagenet": ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", None, "tiny-imagenet-200"),
 }
 
-_TINY_SIZE = 32  # Tiny-ImageNet is used at 32×32 "as the authors did" (SPEC §3)
+_TINY_SIZE = 32  # Tiny-ImageNet is used at 32×32 "as the authors did" (method §3)
 
 
 @dataclasses.dataclass(frozen=True)

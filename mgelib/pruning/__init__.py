@@ -1,4 +1,4 @@
-"""Pruning at initialisation behind one API (SPEC §4).
+"""Pruning at initialisation behind one API (method §4).
 
 Seven pruners, one function each, all returning a mask set (``dict[str, torch.BoolTensor]`` on
 the CPU, keyed by parameter name, ``True`` = kept) with exactly ``round((1 - sparsity) · N)`` kept
@@ -88,7 +88,7 @@ __all__ = [
     "layer_counts",
 ]
 
-#: The pruners by name (SPEC §4 vocabulary).
+#: The pruners by name (method §4 vocabulary).
 PRUNERS: dict[str, Callable[..., Masks]] = {
     "snip": snip,
     "grasp": grasp,
