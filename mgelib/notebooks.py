@@ -160,7 +160,8 @@ def run_notebook(
         default values; the profile name is also passed as ``profile`` if the notebook has it.
     output_dir : path, optional
         Where the executed copy goes (``<output_dir>/notebooks/<stem>.ipynb`` and ``.html``) and
-        the kernel's working directory; default ``reports_dir()/<profile>/<stem>``.
+        the kernel's working directory; default ``reports_dir()/<profile>/<stem>``. Also passed
+        as the notebook's ``output_dir`` parameter, where it has one and ``params`` do not set it.
     quiet : bool
         Silence progress bars in the kernel (``MGELIB_QUIET=1``; they would only be saved as
         outputs of the executed notebook). ``False`` sets ``MGELIB_QUIET=0``.
@@ -197,6 +198,8 @@ def run_notebook(
     if output_dir is None:
         name = load_profile(profile)["name"] if profile is not None else "adhoc"
         output_dir = paths.reports_dir() / name / stem
+    elif "output_dir" in declared:  # one folder for the executed copy and what the notebook writes
+        merged.setdefault("output_dir", str(Path(output_dir).resolve()))
     out_dir = Path(output_dir).resolve()
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     target = out_dir / "notebooks" / f"{stem}.ipynb"
