@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # ~30 s: a clone, a pytest collection, two invoke tasks
 
 
 def _git(*args: str, cwd: Path) -> str:
