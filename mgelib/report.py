@@ -80,7 +80,7 @@ def _analysis_section(folder: Path, start: Path) -> str:
 
     parts = [f'<h3 id="{html.escape(folder.name)}">{html.escape(folder.name)}</h3>']
     notebooks = sorted((folder / "notebooks").glob("*.ipynb"))
-    notebooks = [nb for nb in notebooks if not nb.name.endswith(".failed.ipynb")]
+    notebooks = [nb for nb in notebooks if not nb.name.startswith(".")]  # not a running copy
     if notebooks:
         parts.append(
             "<p>executed notebook: "
@@ -181,7 +181,9 @@ def build_report(
         f"(<code>invoke reproduce --profile {html.escape(name)}</code>).</p>",
         *(_analysis_section(d, out_dir) for d in analyses),
         '<h2 id="runs">Runs</h2>',
-        f'<p class="muted">grid folder: {_a(grid, out_dir, _rel(grid, out_dir))}</p>',
+        '<p class="muted">grid folder: '
+        + (_a(grid, out_dir, _rel(grid, out_dir)) if grid.is_dir() else html.escape(str(grid)))
+        + "</p>",
         _runs_section(grid, out_dir),
         '<h2 id="parameters">Profile parameters</h2>',
         f"<pre>{html.escape(yaml.safe_dump(dict(prof), sort_keys=False))}</pre>",
