@@ -266,9 +266,10 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 600 else text[:597] + "..."
 
 
-def _relative_parameters(path: Path, root: Path) -> None:
+def _relative_parameters(path: Path, root: Path, target: Path | None = None) -> None:
     """Rewrite absolute paths under ``root`` in the injected-parameters cell and papermill's
-    metadata of an executed notebook as paths relative to ``root``."""
+    metadata (parameters, input and output path) of an executed notebook as paths relative to
+    ``root``; ``target`` is the name the copy will have."""
     import nbformat
 
     prefix = str(root).rstrip(os.sep) + os.sep
@@ -279,10 +280,18 @@ def _relative_parameters(path: Path, root: Path) -> None:
             if prefix in cell.source:
                 cell.source = cell.source.replace(prefix, "")
                 changed = True
-    meta = nb.metadata.get("papermill", {}).get("parameters", {})
+    papermill = nb.metadata.get("papermill", {})
+    meta = papermill.get("parameters", {})
     for key, value in meta.items():
         if isinstance(value, str) and value.startswith(prefix):
             meta[key] = value[len(prefix) :]
+            changed = True
+    if target is not None:  # papermill wrote the temporary name; record the final one
+        papermill["output_path"] = str(target)
+    for key in ("input_path", "output_path"):
+        value = papermill.get(key)
+        if isinstance(value, str) and value.startswith(prefix):
+            papermill[key] = value[len(prefix) :]
             changed = True
     if changed:
         nbformat.write(nb, path)
@@ -374,7 +383,7 @@ def _execute(nb: str, target: str, params_file: str, cwd: str, html: bool) -> in
         return 1
     finally:
         shutil.rmtree(kdir, ignore_errors=True)
-    _relative_parameters(tmp, paths.root())
+    _relative_parameters(tmp, paths.root(), target_path)
     if html:  # render first: the executed .ipynb, renamed last, marks the stage complete
         _render_html(tmp, target_path.with_suffix(".html"))
     os.replace(tmp, target_path)

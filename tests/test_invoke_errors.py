@@ -67,6 +67,7 @@ def test_executed_copy_carries_project_relative_paths(project, tmp_path):
     path = notebooks.run_notebook("01_tiny", {"where": str(where)}, output_dir=tmp_path / "ok")
     nb = nbformat.read(path, as_version=4)
     assert nb.metadata["papermill"]["parameters"]["where"] == "data/x"
+    assert nb.metadata["papermill"]["input_path"] == "notebooks/01_tiny.ipynb"
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and str(project) not in injected[0].source
     assert 'where = "data/x"' in injected[0].source
