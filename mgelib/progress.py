@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-__all__ = ["quiet", "show_progress", "under_papermill"]
+__all__ = ["quiet", "show_progress", "under_papermill", "silence_notebook_warning"]
 
 
 @lru_cache(maxsize=1)
@@ -43,3 +43,13 @@ def quiet() -> bool:
 def show_progress(progress: bool | None = None) -> bool:
     """``progress`` when given, else on unless :func:`quiet`."""
     return (not quiet()) if progress is None else bool(progress)
+
+
+def silence_notebook_warning() -> None:
+    """When :func:`quiet`, ignore tqdm's "IProgress not found" warning, which ``import
+    tqdm.auto`` emits in a kernel without ipywidgets even if every bar is disabled (it would be
+    saved in each executed notebook). Called when :mod:`mgelib` is imported."""
+    if quiet():
+        import warnings
+
+        warnings.filterwarnings("ignore", message="IProgress not found")
