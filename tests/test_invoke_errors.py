@@ -30,6 +30,7 @@ def project(tmp_path, monkeypatch):
     params.metadata["tags"] = ["parameters"]
     body = new_code_cell(
         "import mgelib.progress\n"
+        "import tqdm.auto  # warns about ipywidgets in a kernel, unless mgelib silenced it\n"
         "print('quiet', mgelib.progress.quiet())\n"
         "if times < 0:\n"
         "    raise FileNotFoundError(f'no run with times={times}: run notebook 10 first')"
@@ -119,3 +120,4 @@ def test_plain_papermill_is_quiet(project, tmp_path):
     )
     nb = nbformat.read(out, as_version=4)
     assert "quiet True" in nb.cells[-1].outputs[0]["text"]
+    assert [o.get("name") for o in nb.cells[-1].outputs] == ["stdout"]  # no TqdmWarning
