@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from invoke import task
+from invoke.exceptions import Exit
 
 PY = sys.executable
+
+
+@contextmanager
+def _friendly() -> Iterator[None]:
+    """mgelib's own errors (a bad parameter, a missing file, a failed notebook) end the task with
+    their one-paragraph message and exit status 1, not a traceback; anything else propagates."""
+    from mgelib.notebooks import NotebookError
+
+    try:
+        yield
+    except (ValueError, FileNotFoundError, NotebookError) as exc:
+        raise Exit(f"error: {exc}", code=1) from None
 
 
 def _kv(pairs: str) -> dict:
@@ -28,7 +43,8 @@ def reproduce(c, profile="default", workers=0, executor="local"):
     """Run a profile end to end: its grid of runs, then the collection and analysis notebooks."""
     from mgelib.pipeline import reproduce as run
 
-    out = run(profile, executor=executor, workers=workers or None)
+    with _friendly():
+        out = run(profile, executor=executor, workers=workers or None)
     print("\nexecuted notebooks (with their figures beside them):")
     for stem, path in out.items():
         print(f"  {stem}: {path.with_suffix('.html')}")
@@ -51,16 +67,20 @@ def lint(c):
 @task(
     help={
         "name": "notebook stem, e.g. 20_graph_metrics",
-        "profile": "profile giving defaults",
+        "profile": "profile giving defaults (none: the notebook's own defaults, runs of 'adhoc')",
         "params": "overrides as k=v,k=v",
-        "output": "output folder (default: reports)",
+        "output": "output folder (default: data/reports/<profile or adhoc>/<name>)",
+        "html": "also save an HTML render (default on)",
     }
 )
-def nb(c, name, profile="smoke", params="", output=""):
+def nb(c, name, profile="", params="", output="", html=True):
     """Execute one notebook with a profile's parameters (unknown parameters are refused)."""
     from mgelib.notebooks import run_notebook
 
-    path = run_notebook(name, _kv(params), profile, output_dir=output or None, quiet=False)
+    with _friendly():
+        path = run_notebook(
+            name, _kv(params), profile or None, output_dir=output or None, html=html
+        )
     print(f"executed: {path}")
 
 
@@ -109,14 +129,15 @@ def grid(
         mem_gb=mem_gb,
     )
     slurm = {k: v for k, v in options.items() if v not in ("", 0, -1)}
-    report = run_grid(
-        profile,
-        executor=executor,
-        workers=workers or None,
-        slurm=slurm,
-        wait=wait or executor != "slurm",
-        force=force,
-    )
+    with _friendly():
+        report = run_grid(
+            profile,
+            executor=executor,
+            workers=workers or None,
+            slurm=slurm,
+            wait=wait or executor != "slurm",
+            force=force,
+        )
     print(report.summary())
     if executor == "slurm" and report.job_ids:
         arrays = sorted({j.split("_")[0] for j in report.job_ids}, key=int)
@@ -193,10 +214,27 @@ def paper_analysis(c, subset="", output=""):
 
     out = Path(output or "reports/paper").resolve()
     for stem in ("40_ramanujan_vs_density", "50_predict_accuracy_drop", "55_rank_pruners"):
-        path = run_notebook(
-            stem,
-            {"source": "paper", "paper_subset": subset, "output_dir": str(out / stem)},
-            output_dir=out / stem,
-            quiet=False,
-        )
+        with _friendly():
+            path = run_notebook(
+                stem,
+                {"source": "paper", "paper_subset": subset, "output_dir": str(out / stem)},
+                output_dir=out / stem,
+            )
         print(f"{stem}: {path}  claims: {out / stem / 'claims.csv'}")
+
+
+@task(help={"strict": "fail on MkDocs warnings (broken links; tests/test_docs.py checks them)"})
+def docs(c, strict=False):
+    """Build the documentation (docs/, MkDocs) into site/ (git-ignored); open site/index.html."""
+    c.run(f"{PY} -m mkdocs build {'--strict ' if strict else ''}--site-dir site")
+    print(f"docs: {os.path.abspath('site/index.html')}")
+
+
+@task(help={"profile": "profile whose grid and analyses the page shows"})
+def report(c, profile="default"):
+    """Write data/reports/<profile>/index.html: every executed notebook, figure and claims table."""
+    from mgelib.report import build_report
+
+    with _friendly():
+        path = build_report(profile)
+    print(f"report: {path}")

@@ -7,8 +7,8 @@
 #   .ci/slurm.sh status   daemons, node and queue; exit 0 when the node accepts jobs
 #
 # Idempotent (start on a running cluster only checks it; stop on a stopped one does nothing).
-# Needs root and apt-get (a fresh Debian/Ubuntu CI machine). The recipe is the one in
-# ../shared/NOTES.md: SlurmUser=root, munge auth, proctrack/linuxproc, task/none, cons_tres with
+# Needs root and apt-get (a fresh Debian/Ubuntu CI machine). The recipe (known to work on
+# Debian 12's slurm-wlm 22.05): SlurmUser=root, munge auth, proctrack/linuxproc, task/none, cons_tres with
 # CR_Core, no cgroup.conf (22.05 refuses CgroupPlugin=disabled), no accounting (sacct stays
 # disabled: mgelib reads job states from squeue/scontrol and the run store).
 # Overrides: SLURM_CI_TIMEOUT (seconds to wait for the node, default 90).

@@ -98,7 +98,7 @@ FIXTURES = {"conv6": "conv6_erk_s0.98", "resnet20": "resnet20_erk_s0.98"}
 
 def benchmark_network(name: str, sparsity: float):  # noqa: ANN201 - torch is imported lazily
     """The network the benchmarks time: CIFAR shape, seed 0; at s = 0.98 the authors' fixture
-    masks where they exist (``../shared/fixtures``), else ERK masks (seed 0). Returns
+    masks where they exist (``tests/fixtures``), else ERK masks (seed 0). Returns
     ``(model, source)`` with the masks applied, in eval mode."""
     import numpy as np
 

@@ -1,7 +1,7 @@
 """Time the bipartite encodings, their per-layer topometrics and the Ramanujan metrics.
 
-For each model (CIFAR shape 3×32×32, 10 classes) and mask set — the shared fixtures' masks at
-sparsity 0.98 (the authors' ERK networks, when ``../shared/fixtures`` is present) and ERK masks
+For each model (CIFAR shape 3×32×32, 10 classes) and mask set — the committed fixtures' masks at
+sparsity 0.98 (the authors' ERK networks, when ``tests/fixtures`` is present) and ERK masks
 at 0.9 from :func:`mgelib.pruning.erk` (seed 0) — and each encoding (``rolled``,
 ``rolled_channel``), time :func:`mgelib.graphs.encode`, :func:`mgelib.metrics.layers.layer_metrics`
 and :func:`mgelib.metrics.ramanujan.ramanujan`, best of ``--repeat`` runs after one warm-up, and

@@ -1,6 +1,6 @@
-"""Benchmark the MGE encoder (SPEC §5.1) on CONV-6 and ResNet-20 at CIFAR shape.
+"""Benchmark the MGE encoder (method §5.1) on CONV-6 and ResNet-20 at CIFAR shape.
 
-Cases: sparsity 0.98 (the authors' fixture masks from ``../shared/fixtures``, ERK seed 0 where
+Cases: sparsity 0.98 (the authors' fixture masks from ``tests/fixtures``, ERK seed 0 where
 absent), 0.9 and 0.6 (``mgelib.pruning.erk(model, s, seed=0)`` on ``models.build(…, seed=0)``).
 Each case runs in a fresh subprocess, so its peak resident memory is its own. Reported per case:
 edges; encode seconds cold (the first call of the process: fx tracing + plan + build) and warm

@@ -1,7 +1,7 @@
 """Time the MGE encoding and the 16 topometrics against the authors' code (issue 6).
 
 Cases: CONV-6 and ResNet-20 (CIFAR-10 shape) pruned with ERK at s = 0.98 — the fixture masks the
-authors' code was timed on (``../shared/fixtures/<case>/masked_weights.npz``; ERK seed 0 if
+authors' code was timed on (``tests/fixtures/<case>/masked_weights.npz``; ERK seed 0 if
 absent) — and at s = 0.9 (``mgelib.pruning.erk(model, 0.9, seed=0)`` on
 ``mgelib.models.build(name, seed=0)``: not the authors' exact 0.9 masks, the same sizes). Graphs are
 encoded in paper mode (exact geometry, ``compat=None``; ``--compat`` reproduces the authors'
@@ -24,7 +24,7 @@ the authors' peaks are), ``growth`` the rise of the peak over the resident set j
 encoding (the peak is reset there through ``/proc/self/clear_refs``); with ``n_jobs=2`` the forked
 child's own peak is reported separately (its pages are mostly shared with the parent).
 
-The authors' numbers (``../shared/NOTES.md``, same machine kind, quiet, 2 cores): whole ``main()``
+The authors' code (commit 02ba1eb) timed here (same machine kind, quiet, 2 cores): whole ``main()``
 (MGE + 16 topometrics) CONV-6 67.6 s (0.98) / 228.5 s (0.9), peaks 2.3 / 8.7 GiB; ResNet-20
 14.5 s / 48.3 s, peaks 1.3 / 4.1 GiB. Target: ≥ 15× faster (CONV-6 ≤ 4.5 s / 15 s, ResNet-20
 ≤ 0.97 s / 3.2 s).

@@ -14,7 +14,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from mgelib.progress import silence_notebook_warning as _silence
+
 __version__ = "0.1.0"
+_silence()  # before any module imports tqdm.auto (see mgelib.progress)
 
 _LAZY = {
     "encode": "mgelib.graphs",

@@ -90,6 +90,6 @@ def fetch_paper_data(
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise ConnectionError(
                 f"could not download {url} ({exc}). Without network access, point MGELIB_PAPER_DATA "
-                "at an existing copy of the authors' graph_data/ folder (e.g. ../shared/paper-data)."
+                "at an existing copy of the authors' graph_data/ folder."
             ) from exc
     return dest

@@ -1,6 +1,6 @@
 """The run store: one hive-style folder per run, atomic writes, provenance, ``collect``.
 
-A *run* is one (model, dataset, pruner, sparsity, seed) cell (SPEC §1); the dense baseline is
+A *run* is one (model, dataset, pruner, sparsity, seed) cell (method §1); the dense baseline is
 ``pruner=dense, sparsity=0``. Its folder, under a grid root (``mgelib.paths.runs_dir()/<profile>``)::
 
     model=resnet20/dataset=cifar10/pruner=snip/sparsity=0.9/seed=0/
@@ -64,6 +64,7 @@ __all__ = [
     "load_torch",
     "provenance",
     "record_stage",
+    "remove_checkpoint",
     "stage_done",
     "run_done",
     "iter_runs",
@@ -91,7 +92,7 @@ def _fmt_sparsity(s: float) -> str:
 
 @dataclass(frozen=True, order=True)
 class RunSpec:
-    """One cell of a grid (SPEC §1)."""
+    """One cell of a grid (method §1)."""
 
     model: str
     dataset: str
@@ -344,6 +345,27 @@ def provenance(device: str | None = None) -> dict[str, Any]:
         "device": device,
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def remove_checkpoint(run_dir: str | os.PathLike, *, keep: bool = False) -> int:
+    """Delete a finished run's ``checkpoint.pt`` (resume state, ~2 MB a digits run) unless
+    ``keep``; returns the bytes freed. Call it after the stage's last product is written: a
+    run killed before that still resumes from its checkpoint.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "checkpoint.pt").write_bytes(b"1234")
+    >>> remove_checkpoint(d, keep=True), remove_checkpoint(d), remove_checkpoint(d)
+    (0, 4, 0)
+    """
+    path = Path(run_dir) / "checkpoint.pt"
+    if keep or not path.exists():
+        return 0
+    size = path.stat().st_size
+    path.unlink(missing_ok=True)
+    return size
 
 
 def record_stage(

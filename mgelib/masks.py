@@ -1,4 +1,4 @@
-"""Mask sets: which weights of a model are kept (SPEC §1).
+"""Mask sets: which weights of a model are kept (method §1).
 
 A mask set is a ``dict[str, torch.BoolTensor]`` keyed by the qualified parameter name
 (``"layer1.0.conv1.weight"``), ``True`` = kept. The prunable weights are the ``weight`` of every

@@ -1,4 +1,4 @@
-"""The networks of the paper, with the authors' parameter names (SPEC §2).
+"""The networks of the paper, with the authors' parameter names (method §2).
 
 Five CIFAR-style networks: CONV-6, ResNet-20, ResNet-32 (option-B shortcuts), Wide-ResNet-28-2
 (pre-activation) and the CIFAR variant of MobileNetV2. Parameter names and shapes follow the
@@ -12,9 +12,9 @@ digits has ``linear.0`` with 256 inputs, on 3×32×32 CIFAR 4,096), and global p
 so any input at least as large as the network's minimum works. Every ``forward`` is free of
 data-dependent Python control flow, so :func:`torch.fx.symbolic_trace` works on all of them.
 
-Initialisation (SPEC §2): Kaiming-normal weights (``nn.init.kaiming_normal_`` defaults), zero
+Initialisation (method §2): Kaiming-normal weights (``nn.init.kaiming_normal_`` defaults), zero
 biases, BatchNorm weight 1 and bias 0. Conv/linear biases are frozen (``requires_grad=False``,
-SPEC §1): they are never pruned and never trained.
+method §1): they are never pruned and never trained.
 
 Examples
 --------
@@ -90,7 +90,7 @@ def _check_args(
 
 @torch.no_grad()
 def init_weights(model: nn.Module) -> nn.Module:
-    """Initialise ``model`` in place as in SPEC §2 and return it.
+    """Initialise ``model`` in place as in method §2 and return it.
 
     Conv2d/Linear: Kaiming-normal weight (``nn.init.kaiming_normal_`` defaults: fan-in, gain of a
     ReLU), zero bias, bias frozen. BatchNorm: weight 1, bias 0.
@@ -115,7 +115,7 @@ def init_weights(model: nn.Module) -> nn.Module:
 
 # --------------------------------------------------------------------------------------- CONV-6
 class Conv6(nn.Module):
-    """CONV-6 (SPEC §2): three (conv-conv-maxpool) stages of 64/128/256 channels, then FC 256-256.
+    """CONV-6 (method §2): three (conv-conv-maxpool) stages of 64/128/256 channels, then FC 256-256.
 
     Convs sit at ``convs1.{0,3,7,10,14,17}``, linears at ``linear.{0,3,6}`` (the authors' names);
     ``linear.0`` has 256·⌊H/8⌋·⌊W/8⌋ inputs, flattened in (c, y, x) order.
@@ -179,7 +179,7 @@ class _BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """The He et al. CIFAR ResNet (SPEC §2) with ``blocks_per_stage`` basic blocks per stage.
+    """The He et al. CIFAR ResNet (method §2) with ``blocks_per_stage`` basic blocks per stage.
 
     Stages of 16/32/64 channels; the stride-2 sits on each later stage's first ``conv1`` and its
     shortcut; global average pooling, then ``linear``. ResNet-20: 3 blocks, ResNet-32: 5.
@@ -267,7 +267,7 @@ class _WideStage(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """Pre-activation Wide-ResNet (SPEC §2), depth ``6n + 4``, widths 16/32/64 × ``widen_factor``.
+    """Pre-activation Wide-ResNet (method §2), depth ``6n + 4``, widths 16/32/64 × ``widen_factor``.
 
     No dropout (the paper's WRN-28-2 uses dropout 0). Names: ``conv1``, ``block{1,2,3}.layer.{j}``,
     final ``bn1``, ``fc``.

@@ -110,14 +110,31 @@ def profile_params(profile: str | Mapping[str, Any] | None, stem: str) -> dict[s
 
 
 def check_params(stem: str, params: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming every parameter the notebook does not declare."""
+    """Raise ``ValueError`` naming every parameter the notebook does not declare, with the
+    closest declared names (``difflib``) as suggestions.
+
+    Examples
+    --------
+    >>> _suggest(["tims"], ["greeting", "times"])
+    " (did you mean 'times'?)"
+    """
     declared = notebook_parameters(stem)
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise ValueError(
-            f"notebook {stem!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
-            f"it accepts: {', '.join(sorted(declared))}"
+            f"notebook {stem!r} has no parameter(s) {', '.join(map(repr, unknown))}"
+            f"{_suggest(unknown, declared)}; it accepts: {', '.join(sorted(declared))}"
         )
+
+
+def _suggest(unknown: list[str], declared: Any) -> str:
+    import difflib
+
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(declared), n=2, cutoff=0.6)
+        hints += [f"{c!r}" for c in close if f"{c!r}" not in hints]
+    return f" (did you mean {' or '.join(hints)}?)" if hints else ""
 
 
 def run_notebook(
@@ -143,9 +160,15 @@ def run_notebook(
         default values; the profile name is also passed as ``profile`` if the notebook has it.
     output_dir : path, optional
         Where the executed copy goes (``<output_dir>/notebooks/<stem>.ipynb`` and ``.html``) and
-        the kernel's working directory; default ``reports_dir()/<profile>/<stem>``.
+        the kernel's working directory; default ``reports_dir()/<profile>/<stem>``. Also passed
+        as the notebook's ``output_dir`` parameter, where it has one and ``params`` do not set it.
     quiet : bool
-        Silence progress bars in the kernel (``MGELIB_QUIET=1``).
+        Silence progress bars in the kernel (``MGELIB_QUIET=1``; they would only be saved as
+        outputs of the executed notebook). ``False`` sets ``MGELIB_QUIET=0``.
+    timeout : float, optional
+        Seconds before the execution is abandoned.
+    html : bool
+        Also save an HTML render beside the executed notebook.
 
     Returns
     -------
@@ -157,7 +180,13 @@ def run_notebook(
     ValueError
         For an unknown notebook or a parameter the notebook does not declare.
     NotebookError
-        If a cell fails; the partially executed copy is kept as ``<stem>.failed.ipynb``.
+        If a cell fails: the message names the cell, its exception and the partially executed
+        copy, kept as ``<stem>.failed.ipynb``.
+
+    Notes
+    -----
+    String parameters that are paths inside the project root are written into the executed
+    copy relative to that root, so executed notebooks carry no machine-specific paths.
     """
     nb = notebook_path(stem)
     merged = profile_params(profile, stem)
@@ -169,13 +198,14 @@ def run_notebook(
     if output_dir is None:
         name = load_profile(profile)["name"] if profile is not None else "adhoc"
         output_dir = paths.reports_dir() / name / stem
+    elif "output_dir" in declared:  # one folder for the executed copy and what the notebook writes
+        merged.setdefault("output_dir", str(Path(output_dir).resolve()))
     out_dir = Path(output_dir).resolve()
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     target = out_dir / "notebooks" / f"{stem}.ipynb"
     env = dict(os.environ)
     env["MGELIB_ROOT"] = str(paths.root())
-    if quiet:
-        env["MGELIB_QUIET"] = "1"
+    env["MGELIB_QUIET"] = "1" if quiet else "0"
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(merged, fh, default=str)
         params_file = fh.name
@@ -198,12 +228,73 @@ def run_notebook(
         os.unlink(params_file)
     if proc.returncode != 0:
         failed = target.with_name(f"{stem}.failed.ipynb")
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
         raise NotebookError(
-            f"notebook {stem} failed (executed copy: {failed}):\n{tail}",
+            f"notebook {stem} failed: {_cause(proc.stderr or proc.stdout)}. "
+            + (
+                f"The partially executed copy, with the traceback, is {failed}."
+                if failed.exists()
+                else "No executed copy was saved."
+            ),
             failed if failed.exists() else None,
         )
     return target
+
+
+_CAUSE = "mgelib-notebook-error: "
+
+
+def _cause(stderr: str) -> str:
+    """The failure's one-line cause that the child printed (see :func:`_execute`), else the
+    last lines of its output."""
+    for line in reversed(stderr.strip().splitlines()):
+        if line.startswith(_CAUSE):
+            return json.loads(line[len(_CAUSE) :])
+    return "\n".join(stderr.strip().splitlines()[-10:])
+
+
+def _describe(exc: BaseException) -> str:
+    """``cell [3] raised FileNotFoundError: …`` for a failing cell, else the exception itself;
+    long messages are cut to 600 characters."""
+    name, value = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if name is not None:
+        cell = getattr(exc, "exec_count", None)
+        where = f"cell [{cell}]" if cell is not None else "a cell"
+        text = f"{where} raised {name}: {value}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
+def _relative_parameters(path: Path, root: Path, target: Path | None = None) -> None:
+    """Rewrite absolute paths under ``root`` in the injected-parameters cell and papermill's
+    metadata (parameters, input and output path) of an executed notebook as paths relative to
+    ``root``; ``target`` is the name the copy will have."""
+    import nbformat
+
+    prefix = str(root).rstrip(os.sep) + os.sep
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            if prefix in cell.source:
+                cell.source = cell.source.replace(prefix, "")
+                changed = True
+    papermill = nb.metadata.get("papermill", {})
+    meta = papermill.get("parameters", {})
+    for key, value in meta.items():
+        if isinstance(value, str) and value.startswith(prefix):
+            meta[key] = value[len(prefix) :]
+            changed = True
+    if target is not None:  # papermill wrote the temporary name; record the final one
+        papermill["output_path"] = str(target)
+    for key in ("input_path", "output_path"):
+        value = papermill.get(key)
+        if isinstance(value, str) and value.startswith(prefix):
+            papermill[key] = value[len(prefix) :]
+            changed = True
+    if changed:
+        nbformat.write(nb, path)
 
 
 # --------------------------------------------------------------------------- child process
@@ -288,9 +379,11 @@ def _execute(nb: str, target: str, params_file: str, cwd: str, html: bool) -> in
         if tmp.exists():
             os.replace(tmp, target_path.with_name(target_path.stem + ".failed.ipynb"))
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(_CAUSE + json.dumps(_describe(exc)), file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(kdir, ignore_errors=True)
+    _relative_parameters(tmp, paths.root(), target_path)
     if html:  # render first: the executed .ipynb, renamed last, marks the stage complete
         _render_html(tmp, target_path.with_suffix(".html"))
     os.replace(tmp, target_path)

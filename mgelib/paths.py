@@ -14,8 +14,8 @@ SLURM node, a papermill call from another folder) resolve the same places.
 | ``interim_dir()``   | ``data_dir()/interim``          | —                       |
 | ``runs_dir()``      | ``data_dir()/processed/runs``   | ``MGELIB_RUNS``         |
 | ``reports_dir()``   | ``data_dir()/reports``          | ``MGELIB_REPORTS``      |
-| ``paper_data_dir()``| ``data_dir()/external/paper-data`` or ``../shared/paper-data`` | ``MGELIB_PAPER_DATA`` |
-| ``fixtures_dir()``  | ``root()/../shared/fixtures``   | ``MGELIB_FIXTURES``     |
+| ``paper_data_dir()``| ``data_dir()/external/paper-data`` | ``MGELIB_PAPER_DATA``   |
+| ``fixtures_dir()``  | ``root()/tests/fixtures``       | ``MGELIB_FIXTURES``     |
 
 Examples
 --------
@@ -40,7 +40,6 @@ __all__ = [
     "profiles_dir",
     "paper_data_dir",
     "fixtures_dir",
-    "shared_dir",
 ]
 
 
@@ -96,26 +95,15 @@ def profiles_dir() -> Path:
     return notebooks_dir() / "params"
 
 
-def shared_dir() -> Path:
-    """The team's shared folder beside the checkout (fixtures, the authors' tables)."""
-    return root().parent / "shared"
-
-
 def paper_data_dir() -> Path:
     """The authors' published tables (``graph_metrics/``, ``ramanunjan_results/``).
 
-    ``MGELIB_PAPER_DATA`` wins; else ``data/external/paper-data`` when ``invoke fetch-paper-data``
-    has filled it; else the shared copy beside the checkout.
+    ``MGELIB_PAPER_DATA`` (an existing copy of the authors' ``graph_data/``) wins; else
+    ``data/external/paper-data``, where ``invoke fetch-paper-data`` puts them.
     """
-    env = _env_path("MGELIB_PAPER_DATA")
-    if env is not None:
-        return env
-    fetched = data_dir() / "external" / "paper-data"
-    if (fetched / "graph_metrics").is_dir():
-        return fetched
-    return shared_dir() / "paper-data"
+    return _env_path("MGELIB_PAPER_DATA") or data_dir() / "external" / "paper-data"
 
 
 def fixtures_dir() -> Path:
-    """Reference values computed by the authors' code on fixed masks."""
-    return _env_path("MGELIB_FIXTURES") or shared_dir() / "fixtures"
+    """Reference values computed by the authors' code on fixed masks (committed under ``tests/``)."""
+    return _env_path("MGELIB_FIXTURES") or root() / "tests" / "fixtures"

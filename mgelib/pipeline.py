@@ -342,7 +342,7 @@ def graph_tables(
 
 def with_accuracy_drop(df: pd.DataFrame, acc_col: str = "accuracy") -> pd.DataFrame:
     """Add ``acc_dense`` (mean dense accuracy of the same (model, dataset) over seeds),
-    ``accuracy_drop = acc_dense − accuracy`` and ``relative_drop`` (SPEC §1)."""
+    ``accuracy_drop = acc_dense − accuracy`` and ``relative_drop`` (method §1)."""
     if "pruner" not in df.columns:
         raise ValueError(
             "with_accuracy_drop needs a 'pruner' column with the dense runs as 'dense'"

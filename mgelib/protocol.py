@@ -2,7 +2,7 @@
 run records) and the device a run uses. Re-exported by :mod:`mgelib.train`, with the
 checkpoint format it writes (:func:`check_checkpoint`) and the :class:`StepHook` protocol.
 
-:func:`paper_config` gives the protocol of the paper (SPEC §3):
+:func:`paper_config` gives the protocol of the paper (method §3):
 
 | dataset            | epochs | milestones (lr × 0.1)                   | weight decay            |
 |--------------------|--------|-----------------------------------------|-------------------------|
@@ -47,7 +47,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run (defaults: the CIFAR protocol of SPEC §3).
+    """Hyper-parameters of one training run (defaults: the CIFAR protocol of method §3).
 
     Attributes
     ----------
@@ -124,7 +124,7 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a run records (SPEC §3): accuracies are fractions in [0, 1].
+    """What a run records (method §3): accuracies are fractions in [0, 1].
 
     ``history`` has one row per epoch: ``epoch`` (1-based), ``loss`` (mean training loss),
     ``train_acc`` (on the augmented batches), ``test_acc`` (NaN where the test set was not scored),
@@ -165,7 +165,7 @@ def scale_milestones(
 
 
 def paper_config(model_name: str, dataset_name: str, **overrides: Any) -> TrainConfig:
-    """The paper's training protocol for a (model, dataset) pair (SPEC §3; table in the module).
+    """The paper's training protocol for a (model, dataset) pair (method §3; table in the module).
 
     ``overrides`` replace fields of :class:`TrainConfig`. Overriding ``epochs`` without
     ``milestones`` rescales the milestones to the same fractions of training

@@ -1,7 +1,7 @@
 """User code by import path: ``package.module:callable`` or ``path/to/file.py:callable``.
 
 Everywhere a model or pruner *name* is accepted, a *spec* naming the user's own callable is
-accepted too (SPEC §4, "User pruners"). This module is the one place that parses, imports,
+accepted too (method §4, "User pruners"). This module is the one place that parses, imports,
 labels and fingerprints specs; :mod:`mgelib.models` and :mod:`mgelib.pruning` call it.
 
 - A **module spec** ``mymodels:tiny_vgg`` imports ``mymodels`` (it must be importable: on

@@ -1,4 +1,4 @@
-"""Masked training at the paper's protocol, with exact resume (SPEC §3).
+"""Masked training at the paper's protocol, with exact resume (method §3).
 
 :func:`train` runs SGD + MultiStepLR with cross-entropy on a :class:`mgelib.data.Dataset`, keeping
 the pruned weights exactly zero throughout: gradients are masked before every step (so momentum
@@ -22,7 +22,7 @@ The body of :func:`train` is a short driver over ``_setup`` (device, masks, opti
 SGD and its history row) and ``_result``.
 
 :func:`paper_config` (in :mod:`mgelib.protocol`, re-exported here) gives the paper's protocol
-(SPEC §3).
+(method §3).
 
 Examples
 --------
@@ -168,7 +168,7 @@ def train(
     callback: Callable[[int, dict[str, float]], None] | None = None,
     hook: StepHook | None = None,
 ) -> TrainResult:
-    """Train ``model`` with its pruned weights held at exactly zero (SPEC §3).
+    """Train ``model`` with its pruned weights held at exactly zero (method §3).
 
     Parameters
     ----------
@@ -290,7 +290,7 @@ def _setup(
     masks_mod.apply_masks(model, bool_masks)
     params = masks_mod.prunable_parameters(model)
     float_masks = {k: bool_masks[k].to(device=device, dtype=params[k].dtype) for k in params}
-    # Biases of conv/linear layers are never trained (SPEC §1).
+    # Biases of conv/linear layers are never trained (method §1).
     for module in masks_mod.prunable_modules(model).values():
         if getattr(module, "bias", None) is not None:
             module.bias.requires_grad_(False)
@@ -351,7 +351,7 @@ def _run_epoch(
                 if p.grad is not None:
                     p.grad.mul_(m)
             optimizer.step()
-            # ... and masking the weights after the step keeps them exactly zero (SPEC §3).
+            # ... and masking the weights after the step keeps them exactly zero (method §3).
             for p, m in sess.masked:
                 p.mul_(m)
             loss_sum += loss.detach().double() * len(y)

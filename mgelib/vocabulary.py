@@ -27,16 +27,16 @@ __all__ = [
 #: Our model names, in the order of the paper's tables.
 MODELS: tuple[str, ...] = ("conv6", "resnet20", "resnet32", "wrn28_2", "mobilenetv2")
 
-#: Pruning-at-initialisation algorithms (SPEC §4), in the order of the paper's tables.
+#: Pruning-at-initialisation algorithms (method §4), in the order of the paper's tables.
 PAI_PRUNERS: tuple[str, ...] = ("snip", "grasp", "synflow", "prospr", "uniform", "er", "erk")
-#: Dynamic sparse training methods (SPEC §4): the mask moves during training.
+#: Dynamic sparse training methods (method §4): the mask moves during training.
 DST_METHODS: tuple[str, ...] = ("set", "snfs", "dsr", "rigl", "itop")
 #: The DST methods that appear in the authors' published tables (no SET there).
 PAPER_DST_METHODS: tuple[str, ...] = ("snfs", "rigl", "dsr", "itop")
 
 #: Transforms a pruner name or spec takes as a ``+<transform>`` suffix (``snip+shuffle``):
 #: ``shuffle`` keeps each layer's kept count and redraws the positions at random (Frankle et al.
-#: 2021), the null model for "topology beyond layer-wise density" (SPEC §4).
+#: 2021), the null model for "topology beyond layer-wise density" (method §4).
 PRUNER_TRANSFORMS: tuple[str, ...] = ("shuffle",)
 
 #: Our model names → the labels of the authors' code and published tables.
@@ -58,7 +58,7 @@ DATASET_LABELS: dict[str, str] = {
 }
 DATASET_NAMES: dict[str, str] = {label: name for name, label in DATASET_LABELS.items()}
 
-#: The 16 topometrics of SPEC §6 in its order, with the authors' column names, and what the
+#: The 16 topometrics of method §6 in its order, with the authors' column names, and what the
 #: authors' tables divide each by: "V" (nodes), "E" (edges) or None (stored raw). Computed by
 #: :mod:`mgelib.metrics.topo`, read back by :mod:`mgelib.paperdata`.
 TOPOMETRIC_NORMALISER: dict[str, str | None] = {

@@ -1,4 +1,4 @@
-"""Tests of mgelib.graphs (SPEC §5) with values known by hand: node counts, the bipartite
+"""Tests of mgelib.graphs (method §5) with values known by hand: node counts, the bipartite
 baselines, exports, determinism and caching, identity shortcuts and parallel edges.
 
 The MGE's edges themselves are checked against the Jacobian oracle in ``test_graphs_oracle.py``,
@@ -31,8 +31,8 @@ from mgelib.pruning import erk
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-#: SPEC §5.1, "Sizes to check against" (CIFAR-10, 3×32×32, with the 3×34×34 padded input);
-#: MobileNetV2 from the ``nodes`` column of the authors' published table (SPEC §9, unrolled.csv).
+#: method §5.1, "Sizes to check against" (CIFAR-10, 3×32×32, with the 3×34×34 padded input);
+#: MobileNetV2 from the ``nodes`` column of the authors' published table (method §9, unrolled.csv).
 PAPER_NODES = {
     "conv6": 233_366,
     "resnet20": 191_894,
@@ -64,7 +64,7 @@ def edge_keys(graph) -> np.ndarray:
 @pytest.mark.parametrize("name", sorted(PAPER_NODES))
 @pytest.mark.parametrize(("classes", "extra"), [(10, 0), (100, 90), (200, 190)])
 def test_node_counts_equal_the_paper(name, classes, extra):
-    """SPEC §5.1: CIFAR-10 sizes; CIFAR-100 adds 90 nodes, Tiny-ImageNet (200 classes, resized to
+    """method §5.1: CIFAR-10 sizes; CIFAR-100 adds 90 nodes, Tiny-ImageNet (200 classes, resized to
     3×32×32) adds 190."""
     model = models.build(name, 3, classes, 32, seed=0)
     plan = plan_for(model, (3, 32, 32))
@@ -245,7 +245,7 @@ def test_edgelist_parquet_round_trip(resnet_graph, tmp_path):
 
 
 def test_node_info_recovers_partition_channel_and_position(resnet_graph):
-    """Nodes are numbered partition by partition, (channel, y, x) row-major within (SPEC §5)."""
+    """Nodes are numbered partition by partition, (channel, y, x) row-major within (method §5)."""
     g = resnet_graph
     off = g.offsets
     assert g.shapes[0] == (3, 10, 10)  # 3×8×8 input kept with its padding border
@@ -357,7 +357,7 @@ def test_models_have_no_parallel_edges(name):
 
 
 def test_overlapping_pool_windows_merge_parallel_edges_keeping_the_largest_weight():
-    """SPEC §5.1: overlapping windows would create parallel edges; they are merged (keeping the
+    """method §5.1: overlapping windows would create parallel edges; they are merged (keeping the
     largest |w|, so every weight is one real weight) and the number merged is recorded.
     A 3×3 map, max pool 2 stride 1 (four windows, the centre in all four), flatten, Linear(4, 1):
     the centre node gets 4 copies, edge nodes 2, corners 1 → 16 raw edges, 9 kept, 7 merged."""
@@ -412,7 +412,7 @@ def test_identity_and_conv_shortcut_on_one_add_merge_parallel_edges():
 @pytest.mark.parametrize("name", models.MODELS)
 @pytest.mark.parametrize("kwargs", [{}, {"compat": "mge-snn"}, {"identity_shortcuts": True}])
 def test_bipartite_flag_matches_the_parity_of_every_edge(name, kwargs):
-    """``meta["bipartite"]`` (SPEC §6: the ±σ(B) spectrum shortcut) is true iff every edge joins
+    """``meta["bipartite"]`` (method §6: the ±σ(B) spectrum shortcut) is true iff every edge joins
     partitions whose indices differ by an odd number — checked on the edges themselves."""
     graph = encode(masked(name), (3, 8, 8), **kwargs)
     src, tgt, _ = graph.edges()

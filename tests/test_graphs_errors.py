@@ -1,4 +1,4 @@
-"""Bad input to :func:`mgelib.graphs.encode` is refused with a clear ``ValueError`` (SPEC §5.1:
+"""Bad input to :func:`mgelib.graphs.encode` is refused with a clear ``ValueError`` (method §5.1:
 "Anything else … raises a clear ValueError naming the module"; CONTRIBUTING: the message names
 the bad value)."""
 

@@ -1,4 +1,4 @@
-"""The MGE against the authors' code: ``../shared/fixtures/*/reference_edges.npz`` (SPEC §5.1, §9).
+"""The MGE against the authors' code: ``tests/fixtures/*/reference_edges_sorted.npz`` (method §5.1, §9).
 
 Oracle: the edge list, float16 weights and partition sizes that the authors' implementation
 (eliacunegatti/mge-snn, commit 02ba1eb) computed for CONV-6 and ResNet-20 at ERK sparsity 0.98.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_fixture_model
+from conftest import load_fixture_model, load_reference_edges
 
 from mgelib.graphs import encode
 
@@ -24,12 +24,7 @@ STRIDED = ["layer2.0.conv1", "layer3.0.conv1"]
 def reference(fixtures_dir, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted int64 keys ``src·V + tgt`` of the reference edges, their weights (float16 → float32)
     in that order, and the partition sizes."""
-    ref = np.load(fixtures_dir / name / "reference_edges.npz")
-    edges = ref["edges"].astype(np.int64)
-    n = int(ref["dimension"].sum())
-    keys = edges[:, 0] * n + edges[:, 1]
-    order = np.argsort(keys, kind="stable")
-    return keys[order], ref["weight"][order].astype(np.float32), ref["dimension"].astype(np.int64)
+    return load_reference_edges(fixtures_dir, name)
 
 
 def ours(graph) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +58,7 @@ def test_compat_mode_reproduces_the_reference_exactly(fixture_case):
 
 def test_default_mode_differs_only_in_the_strided_main_path_convs(fixture_case):
     """Default (exact geometry): CONV-6 equals the reference; ResNet-20 differs exactly in the
-    edges of ``layer2.0.conv1`` and ``layer3.0.conv1`` (the authors' numbering defect, SPEC §5.1):
+    edges of ``layer2.0.conv1`` and ``layer3.0.conv1`` (the authors' numbering defect, method §5.1):
     every other edge, with its weight, is shared."""
     name, model, shape, (ref_keys, ref_w, ref_dims) = fixture_case
     graph = encode(model, shape)

@@ -1,6 +1,6 @@
-"""The MGE against an independent oracle: the Jacobian of the masked network (SPEC §5.1).
+"""The MGE against an independent oracle: the Jacobian of the masked network (method §5.1).
 
-SPEC §5.1 defines a conv/linear layer's MGE edges as "exactly the non-zero pattern of the Jacobian
+method §5.1 defines a conv/linear layer's MGE edges as "exactly the non-zero pattern of the Jacobian
 of the masked layer (with positive weights)", with pooling encoded as window fan-in. The oracle
 below computes that Jacobian with PyTorch itself and shares no code with :mod:`mgelib.graphs`:
 
@@ -12,7 +12,7 @@ below computes that Jacobian with PyTorch itself and shares no code with :mod:`m
   of products of non-negative factors (so no entry cancels to zero), and zeros are exact;
 * **dataflow** of the copy, found by autograd on one positive sample: which conv/linear outputs
   (or the input) each layer reads. A layer's *source partition* is the latest-executed non-shortcut
-  layer it reads (identity shortcuts are not encoded, SPEC §5.1); a shortcut conv (module name
+  layer it reads (identity shortcuts are not encoded, method §5.1); a shortcut conv (module name
   contains "shortcut") targets the source partition of its first consumer, i.e. its block's
   output;
 * **the Jacobian** ``∂ out_L / ∂ act_S`` by pushing basis vectors of ``act_S`` through the copy in
@@ -52,7 +52,7 @@ _MAX_ELEMS = 4_000_000
 
 # --------------------------------------------------------------------------------- test models
 class MixedNet(nn.Module):
-    """Every operation of SPEC §5.1 in one small network (input 3×16×16).
+    """Every operation of method §5.1 in one small network (input 3×16×16).
 
     stem conv (with bias) → max pool 2 → block A: strided 3×3 main path + **1×1 strided shortcut
     conv** read from the pooled map → block B: **identity shortcut** → **depthwise conv**
@@ -344,7 +344,7 @@ def _block(graph: Graph, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def expected_weights(ratio: np.ndarray, precision: str) -> np.ndarray:
-    """Tap weights recovered by the oracle, rounded as the encoder stores them (SPEC §5)."""
+    """Tap weights recovered by the oracle, rounded as the encoder stores them (method §5)."""
     w = ratio.astype(np.float32)  # float64 of a float32 |w| up to ~1 ulp of float64
     return w.astype(np.float16).astype(np.float32) if precision == "float16" else w
 
@@ -411,7 +411,7 @@ def test_models_use_no_functional_max_pooling(name):
 def test_mge_edges_equal_jacobian_pattern_of_every_layer(name):
     """Oracle: the Jacobian of each masked layer with |w| (composed with average pooling where
     pooling sits between), for every conv/linear layer incl. 1×1 shortcut convs; edge weights are
-    |w| of the tap, float16-rounded in paper mode and exact in float32 mode (SPEC §5, §5.1)."""
+    |w| of the tap, float16-rounded in paper mode and exact in float32 mode (method §5, §5.1)."""
     model, shape = masked_model(name)
     graphs = {
         precision: encode(model, shape, keep_input_padding=False, weight_precision=precision)
@@ -421,7 +421,7 @@ def test_mge_edges_equal_jacobian_pattern_of_every_layer(name):
     shortcuts = [n for n in flow["order"] if is_shortcut(n)]
     if name in ("resnet20", "resnet32", "wrn28_2", "mobilenetv2", "mixed"):
         assert shortcuts, "the model has parametric shortcuts: they must be covered"
-    for n in shortcuts:  # a shortcut skips its block's inner partition (SPEC §5.1)
+    for n in shortcuts:  # a shortcut skips its block's inner partition (method §5.1)
         graph = graphs["float16"]
         src, tgt = graph.layers.index(flow["source"][n]), graph.layers.index(flow["target"][n])
         assert tgt - src >= 2
@@ -441,7 +441,7 @@ def test_mixed_net_covers_every_supported_operation():
 
 @pytest.mark.parametrize("name", [*models.MODELS, "mixed", "functional"])
 def test_first_layer_padding_is_jacobian_of_unpadded_conv_over_padded_input(name):
-    """Paper convention (SPEC §5.1): with keep_input_padding=True the input partition is the
+    """Paper convention (method §5.1): with keep_input_padding=True the input partition is the
     zero-padded C·(H+2p)·(W+2p) grid and the first conv's edges equal the Jacobian of the same conv
     *without* padding applied to that grid as the leaf; every other edge is the unpadded encoding's
     edge shifted by the extra input nodes."""
@@ -489,7 +489,7 @@ def test_mixed_net_compat_keeps_exact_geometry_for_strided_conv_on_pooled_map():
 @pytest.mark.fixtures
 def test_fixture_resnet20_default_strided_layers_pass_oracle(fixtures_dir):
     """Default (exact geometry) edges of ResNet-20's two strided main-path convs on the authors'
-    fixture network at 3×32×32 equal the Jacobian oracle (the compat encoding does not, SPEC §5.1)."""
+    fixture network at 3×32×32 equal the Jacobian oracle (the compat encoding does not, method §5.1)."""
     from conftest import load_fixture_model
 
     model, ref = load_fixture_model(fixtures_dir, "resnet20_erk_s0.98")

@@ -1,4 +1,4 @@
-"""Per-layer BGE topometrics (SPEC §6 last paragraph) and their network aggregates."""
+"""Per-layer BGE topometrics (method §6 last paragraph) and their network aggregates."""
 
 from __future__ import annotations
 

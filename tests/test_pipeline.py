@@ -100,7 +100,9 @@ def test_per_run_products_and_executed_notebooks(smoke):
             for f in io.STAGE_PRODUCTS[stage]:
                 assert (d / f).exists(), f"{spec}: {f}"
             assert (d / "notebooks" / f"{stage}.ipynb").exists()
-            assert (d / "notebooks" / f"{stage}.html").exists()
+            # per-run HTML is off for grid runs (profile `run_html`), checkpoints are dropped
+            assert not (d / "notebooks" / f"{stage}.html").exists()
+        assert not (d / "checkpoint.pt").exists()
         layers = pd.read_parquet(d / "layers.parquet")
         assert abs(1 - layers["kept"].sum() / layers["weights"].sum() - spec.sparsity) < 1e-5
         if not spec.dense:

@@ -1,4 +1,4 @@
-"""Tests of mgelib.pruning (SPEC §4): oracles on tiny models, then every pruner on CONV-6 and
+"""Tests of mgelib.pruning (method §4): oracles on tiny models, then every pruner on CONV-6 and
 ResNet-20 at the paper's sparsities."""
 
 from __future__ import annotations

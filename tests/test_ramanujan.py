@@ -1,5 +1,5 @@
-"""Ramanujan metrics (SPEC §7): hand-built graphs, a dense eigensolver oracle, the authors' values
-on the shared fixtures."""
+"""Ramanujan metrics (method §7): hand-built graphs, a dense eigensolver oracle, the authors' values
+on the committed fixtures (tests/fixtures)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def abs_eigs(b: np.ndarray) -> np.ndarray:
 
 
 def reference(bi: np.ndarray) -> dict[str, float]:
-    """SPEC §7 written out literally with dense eigensolves of the full symmetric adjacency."""
+    """method §7 written out literally with dense eigensolves of the full symmetric adjacency."""
     pat = bi != 0
     deg_l, deg_r = pat.sum(1), pat.sum(0)
     p = pat[deg_l > 0][:, deg_r > 0].astype(float)

@@ -33,3 +33,46 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_invoke_test_runs_the_whole_pytest_suite():
     tasks = (ROOT / "tasks.py").read_text()
     assert "-m pytest" in tasks
+
+
+def test_nothing_in_the_repository_points_at_the_team_folder():
+    """A clone is self-contained: no tracked file names the team folder beside the checkout (only ``.ci/run``, which
+    points the full-table tests at CI's copy of the authors' tables when it exists)."""
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    needle = "../" + "shared"
+    hits = [
+        f
+        for f in files
+        if f != ".ci/run"
+        and (ROOT / f).is_file()
+        and needle in (ROOT / f).read_text(encoding="utf-8", errors="ignore")
+    ]
+    assert not hits, hits
+
+
+def test_rerun_outputs_and_builds_are_git_ignored():
+    """What the README's rerun examples, `invoke docs` and `invoke report` write is ignored, so
+    `git status` stays clean and lint never reads it."""
+    written = [
+        "data/10_rerun.ipynb",
+        "data/reports/default/index.html",
+        "site/index.html",
+        "out.ipynb",
+        "out2.ipynb",
+    ]
+    out = subprocess.run(
+        ["git", "check-ignore", *written], cwd=ROOT, capture_output=True, text=True
+    )
+    assert sorted(out.stdout.split()) == sorted(written)
+
+
+def test_readme_rerun_examples_write_under_data():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- reruns -->", 1)[1].split("<!-- /reruns -->", 1)[0]
+    for line in block.splitlines():
+        if line.startswith("papermill "):
+            assert line.split()[2].startswith("data/"), line
+        if line.startswith("invoke nb") and "--output" in line:
+            assert line.split("--output")[1].split()[0].startswith("data/"), line

@@ -1,13 +1,13 @@
-"""Oracle tests of :func:`mgelib.metrics.topometrics` (SPEC §6) on synthetic graphs.
+"""Oracle tests of :func:`mgelib.metrics.topometrics` (method §6) on synthetic graphs.
 
 - networkx for every combinatorial metric on small random layered graphs (edges p → p + 1, some
-  p → p + 2 "shortcuts"); the local metrics by hand from the degrees (SPEC §6 definitions);
+  p → p + 2 "shortcuts"); the local metrics by hand from the degrees (method §6 definitions);
 - both engines ("fast", "igraph") identical on every metric except the motif estimate;
 - the motif estimator: its formula, its sample size, per-root counts against igraph, and the
   "igraph" engine seeded like the authors' ``random.seed`` run;
 - ``numpy.linalg.eigvalsh`` for the spectral metrics, on small graphs (dense path) and on graphs
   above ``spectral.DENSE_MAX`` (sparse path: Lanczos on BᵀB for a bipartite layered graph, ARPACK
-  on A for a non-bipartite one), to 1e-6 of the largest |eigenvalue| (SPEC §6);
+  on A for a non-bipartite one), to 1e-6 of the largest |eigenvalue| (method §6);
 - hand-built graphs (chain, complete bipartite layer, empty and edgeless graphs);
 - determinism across processes and across ``n_jobs``.
 
@@ -124,7 +124,7 @@ def _ids(cases):
 
 # ---------------------------------------------------------------- networkx oracle
 def networkx_oracle(graph: Graph) -> dict[str, float]:
-    """Every combinatorial metric (raw) from networkx and the degrees, by SPEC §6's definitions."""
+    """Every combinatorial metric (raw) from networkx and the degrees, by method §6's definitions."""
     n = graph.n_nodes
     coo = sp.coo_array(graph.adjacency)
     g = nx.DiGraph()
@@ -197,7 +197,7 @@ def test_engines_agree_on_everything_but_the_motif_estimate(case):
 
 
 def test_local_metrics_by_hand_and_reference_compatibility():
-    """SPEC §6: exact definitions by default; the authors' counts on a ``compat`` graph.
+    """method §6: exact definitions by default; the authors' counts on a ``compat`` graph.
 
     Nodes 0–2 input, 3–5 hidden, 6–7 output. Edges 0→4, 1→4, 1→5, 4→6, 3→7, 3→6: node 2 is
     disconnected, node 3 is a source (at index |input|), node 5 a sink (at index V − 1 − |output|).
@@ -227,7 +227,7 @@ def test_local_metrics_by_hand_and_reference_compatibility():
 
 
 def test_one_hop_ignores_self_loops_whatever_their_weight():
-    """A self-loop adds no new neighbour (SPEC §6: nodes within one out-step, the node included),
+    """A self-loop adds no new neighbour (method §6: nodes within one out-step, the node included),
     also when its stored weight is 0 (|w| rounded to float16 can be 0; the edge still exists).
 
     Graph: 0 → 0 with weight 0, 1 → 1 with weight 1, 2 → 0. Every node reaches only itself,
@@ -395,7 +395,7 @@ def dense_oracle(graph: Graph) -> dict[str, float]:
 def _assert_spectral_close(graph: Graph, seed: int = 0, want: dict | None = None) -> None:
     got = topometrics(graph, seed=seed, normalise=False, metrics=GROUPS["expansion"])
     want = dense_oracle(graph) if want is None else want
-    # SPEC §6: within 1e-6 of the largest |eigenvalue| of the matrix concerned.
+    # method §6: within 1e-6 of the largest |eigenvalue| of the matrix concerned.
     assert abs(got["spectral_gap"] - want["spectral_gap"]) <= 1e-6 * want["scale_a"], (
         got["spectral_gap"],
         want["spectral_gap"],
@@ -572,7 +572,7 @@ def test_graph_without_edges(n):
 
 
 def test_spectral_metrics_of_edges_whose_weights_are_all_zero():
-    """Kept weights that round to 0 in float16 are edges of weight 0 (SPEC §5): a bipartite
+    """Kept weights that round to 0 in float16 are edges of weight 0 (method §5): a bipartite
     graph whose weights are all 0 has A = L = 0, so gap = radius = 0 — also when both halves
     exceed ``spectral.DENSE_MAX`` and the gap takes the Lanczos-on-BᵀB path (B = 0)."""
     half = 1600

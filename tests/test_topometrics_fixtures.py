@@ -1,18 +1,20 @@
-"""Fidelity of :func:`mgelib.metrics.topometrics` to the authors' code (SPEC §5.1, §6, §9).
+"""Fidelity of :func:`mgelib.metrics.topometrics` to the authors' code (method §5.1, §6, §9).
 
-- ``../shared/fixtures/*/reference.json``: raw topometrics computed by the authors' code on the
+- ``tests/fixtures/*/reference.json``: raw topometrics computed by the authors' code on the
   fixture networks (CONV-6 and ResNet-20, ERK, s = 0.98), which we encode with
   ``compat="mge-snn"``: integer metrics exactly, real-valued ones to 1e-4 relative, the spectral gap
   to 1e-3 (they solve in float32 with ARPACK's default tolerance and a random start; two library
   versions of their code differ by 5.6e-4); the motif estimate exactly with ``engine="igraph"``,
   and within the spread of 20 seeds with the default engine.
-- ``paper_data_dir()/graph_metrics/unrolled/unrolled.csv``: the authors' normalised table is
+- ``paper_data_dir()/graph_metrics/unrolled/unrolled.csv`` (or the committed excerpt of it,
+  ``tests/data/paper-excerpt``): the authors' normalised table is
   exactly our :func:`~mgelib.metrics.normalised` of integer raw counts.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -154,7 +156,7 @@ def _local(graph: Graph) -> dict[str, float]:
 
 
 def _exact_metrics(graph: Graph) -> Graph:
-    """The same edges with the compat flag dropped: SPEC §6's exact definitions apply."""
+    """The same edges with the compat flag dropped: method §6's exact definitions apply."""
     return Graph(
         graph.adjacency,
         graph.dims,
@@ -166,10 +168,10 @@ def _exact_metrics(graph: Graph) -> Graph:
 
 
 def test_resnet20_compat_flag_is_what_changes_the_local_metrics(cache):
-    """SPEC §5.1: on ResNet-20 the strided-conv numbering defect turns 331 source nodes into
+    """method §5.1: on ResNet-20 the strided-conv numbering defect turns 331 source nodes into
     2,390 and r-in 1,249 into 14,225 (exact definitions on the two graphs); the authors'
     source count then subtracts the whole input partition, one node of which has no out-edge
-    in their graph, giving the 2,389 of the reference (SPEC §6, compat metrics)."""
+    in their graph, giving the 2,389 of the reference (method §6, compat metrics)."""
     name = "resnet20_erk_s0.98"
     want = {m: cache.ref(name)["topometrics_raw"][m] for m in GROUPS["local"]}
     default = cache.graph(name, compat=None)
@@ -211,9 +213,10 @@ def test_normalised_output_is_normalised_raw(cache, name):
 
 # ---------------------------------------------------------------- the authors' table
 def _unrolled_csv() -> pd.DataFrame:
+    """The full table where present (``MGELIB_PAPER_DATA``), else the committed excerpt."""
     path = paths.paper_data_dir() / "graph_metrics" / "unrolled" / "unrolled.csv"
     if not path.is_file():
-        pytest.skip(f"the authors' table is not at {path} (set MGELIB_PAPER_DATA)")
+        path = Path(__file__).parent / "data/paper-excerpt/graph_metrics/unrolled/unrolled.csv"
     return pd.read_csv(path)
 
 
@@ -221,7 +224,6 @@ def _integral(x: pd.Series, rtol: float = 1e-6) -> pd.Series:
     return (x - x.round()).abs() <= rtol * x.abs().clip(lower=1.0)
 
 
-@pytest.mark.paperdata
 def test_the_authors_table_is_our_normalisation_of_integer_counts():
     """Every stored value × V (V-normalised counts) or × E (E-normalised) is an integer; means
     over nodes (1-hop, 2-hop, k-core) × E × V are; the motif estimate × E × |sample| / V is (their

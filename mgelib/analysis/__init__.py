@@ -1,4 +1,4 @@
-"""What the study notebooks 40, 50 and 55 share (SPEC §8), so that they stay thin.
+"""What the study notebooks 40, 50 and 55 share (method §8), so that they stay thin.
 
 ========================================  =====================================================
 module                                    what
@@ -16,7 +16,7 @@ module                                    what
 Two sources, one code path: ``"paper"`` reads the authors' tables through
 :func:`mgelib.paperdata.joined` (no dense accuracy is published, so the target is ``accuracy``
 within (model, dataset) groups, where the drop is affine in it); ``"runs"`` reads our
-``runs.parquet`` from ``30_collect_runs`` (the target is ``accuracy_drop``, SPEC §1). Both use
+``runs.parquet`` from ``30_collect_runs`` (the target is ``accuracy_drop``, method §1). Both use
 the column names of :func:`mgelib.paperdata.joined`.
 
 Examples

@@ -1,5 +1,5 @@
 """The data of the study notebooks: a source's networks (:func:`load_networks`) and layers
-(:func:`load_layers`), the target (:func:`target_column`), the SPEC §8 feature sets that exist
+(:func:`load_layers`), the target (:func:`target_column`), the method §8 feature sets that exist
 in the data (:func:`select_feature_sets`), and :func:`synthetic_runs` — a ``runs.parquet``-shaped
 table with a planted signal, for tests and examples.
 
@@ -51,7 +51,7 @@ CI_SUBSET: dict[str, tuple] = {
 }
 
 
-#: Per-layer feature sets of SPEC §8.1 (columns of :func:`load_layers`).
+#: Per-layer feature sets of method §8.1 (columns of :func:`load_layers`).
 LAYER_SETS: dict[str, list[str]] = {
     "density": ["layer_density"],
     "ramanujan": list(paperdata.RAMANUJAN_METRICS),
@@ -88,7 +88,7 @@ def resolve_output_dir(output_dir: str, profile: str, stem: str) -> Path:
 def target_column(source: str) -> str:
     """``accuracy`` for the paper's tables (no dense runs published), ``accuracy_drop`` for runs.
 
-    Within one (model, dataset) the drop is affine in the accuracy (SPEC §1), so within-group
+    Within one (model, dataset) the drop is affine in the accuracy (method §1), so within-group
     R², MAE ratios and rankings agree for both; pooled analyses use group fixed effects.
 
     Examples
@@ -159,7 +159,7 @@ def load_layers(
     grid_dir: str = "",
     profile: str = "adhoc",
 ) -> pd.DataFrame:
-    """Per-layer Ramanujan metrics and layer density of the ``networks`` (SPEC §7), with their
+    """Per-layer Ramanujan metrics and layer density of the ``networks`` (method §7), with their
     target: the authors' ``ramanunjan_results`` or each run's ``ramanujan.parquet`` under
     ``grid_dir`` (default ``runs_dir()/<profile>``). Empty when there is none."""
     target = target_column(source)
@@ -178,7 +178,7 @@ def load_layers(
 def select_feature_sets(
     df: pd.DataFrame, names: Sequence[str], aggregations: Sequence[str] = ("mean",)
 ) -> tuple[dict[str, list[str]], list[str]]:
-    """The SPEC §8 feature sets ``names`` (:func:`mgelib.paperdata.feature_sets`) restricted to
+    """The method §8 feature sets ``names`` (:func:`mgelib.paperdata.feature_sets`) restricted to
     the columns ``df`` has with at least one value; sets left empty are dropped. Returns the
     sets and notes saying what was dropped."""
     sets, notes = {}, []

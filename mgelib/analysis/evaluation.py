@@ -265,7 +265,7 @@ def fmt_ci(estimate: float, low: float, high: float, digits: int = 2) -> str:
 
 
 def units_by(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    """``(kind, label, rows)`` per sparsity level and per architecture (SPEC §8.3)."""
+    """``(kind, label, rows)`` per sparsity level and per architecture (method §8.3)."""
     out = [("sparsity", f"s = {s:g}", g) for s, g in df.groupby("sparsity", sort=True)]
     return out + [("architecture", str(m), g) for m, g in df.groupby("model", sort=True)]
 

@@ -1,4 +1,4 @@
-"""Datasets and on-device batching with augmentation (SPEC §3).
+"""Datasets and on-device batching with augmentation (method §3).
 
 Four datasets: ``digits`` (scikit-learn's ``load_digits``, embedded, no download), ``cifar10``,
 ``cifar100`` (the standard python-pickle layouts) and ``tinyimagenet`` (the standard
@@ -7,7 +7,7 @@ cached under :func:`mgelib.paths.interim_dir`). :func:`load` returns a :class:`D
 tensors; :class:`DeviceLoader` (or :func:`batches`) moves a split to the device once and cuts,
 shuffles, augments (random crop with zero padding + horizontal flip, as batched tensor ops) and
 normalises mini-batches there. The test split is never augmented (the authors' CIFAR-100 test
-transform augments by mistake; SPEC §3 says not to copy that).
+transform augments by mistake; method §3 says not to copy that).
 
 Examples
 --------

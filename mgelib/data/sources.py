@@ -46,7 +46,7 @@ _SOURCES: dict[str, tuple[str, str | None, str]] = {
     "tinyimagenet": ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", None, "tiny-imagenet-200"),
 }
 
-_TINY_SIZE = 32  # Tiny-ImageNet is used at 32×32 "as the authors did" (SPEC §3)
+_TINY_SIZE = 32  # Tiny-ImageNet is used at 32×32 "as the authors did" (method §3)
 _TINY_CLASSES = 200  # what the folder name tiny-imagenet-200 promises without a wnids.txt
 
 

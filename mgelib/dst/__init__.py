@@ -1,4 +1,4 @@
-"""Dynamic sparse training (DST): SET, SNFS, DSR, RigL and ITOP behind one API (SPEC §4).
+"""Dynamic sparse training (DST): SET, SNFS, DSR, RigL and ITOP behind one API (method §4).
 
 A DST run starts from a random sparse mask (:func:`initial_masks`, the method's allocation) and
 moves it while it trains: every ΔT steps an update drops active weights (smallest ``|w|``, or

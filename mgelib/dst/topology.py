@@ -122,7 +122,7 @@ def full_topometrics(
     *,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """All 16 topometrics (SPEC §6) of the MGE of ``masks``, binary edge weights."""
+    """All 16 topometrics (method §6) of the MGE of ``masks``, binary edge weights."""
     net = copy.deepcopy(model).cpu().eval()
     return _measure(net, input_shape, masks, None, seed)
 

@@ -1,10 +1,10 @@
-"""Graph encodings of sparse networks (SPEC §5).
+"""Graph encodings of sparse networks (method §5).
 
 :func:`encode` is the one entry point: the input-aware multipartite graph encoding (``"mge"``,
 one :class:`Graph`) or the input-agnostic bipartite baselines (``"rolled"``, ``"rolled_channel"``,
 a ``dict`` of one :class:`Graph` per layer).
 
-Three layers of rules are kept apart (SPEC §5):
+Three layers of rules are kept apart (method §5):
 
 1. exact geometry, always;
 2. the paper's conventions, each an option, on by default: ``keep_input_padding`` (the input
@@ -215,7 +215,7 @@ def encode(
     Parameters
     ----------
     model : torch.nn.Module
-        Any model built from the supported operations (SPEC §5.1): Conv2d (groups 1 or depthwise),
+        Any model built from the supported operations (method §5.1): Conv2d (groups 1 or depthwise),
         Linear, max/avg/adaptive pooling, flatten, residual add, element-wise layers. Its masked
         weights are read as they are; pass the model as initialised (and masked) for
         ``weights="init"``, or the trained model with ``weights="trained"``.

@@ -1,4 +1,4 @@
-"""Bipartite graph encodings, one graph per layer, input-agnostic (SPEC §5.2) — the baselines.
+"""Bipartite graph encodings, one graph per layer, input-agnostic (method §5.2) — the baselines.
 
 - ``rolled`` (Hoang et al. 2023): a conv weight ``C_out × C_in × k × k`` is reshaped to
   ``C_out × (C_in·k·k)``; left nodes are the ``C_in·k·k`` kernel entries (row-major over
@@ -10,7 +10,7 @@
 
 Each layer's graph is a :class:`~mgelib.graphs.graph.Graph` with two partitions, edges left → right.
 Its ``meta`` holds ``weights`` (the layer's number of weights), ``kept`` (kept weights) and
-``density``, which the Ramanujan table reports (SPEC §7).
+``density``, which the Ramanujan table reports (method §7).
 """
 
 from __future__ import annotations

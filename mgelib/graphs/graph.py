@@ -3,7 +3,7 @@
 A graph is a directed, weighted scipy CSR adjacency (row = source, column = target, value = |w|)
 plus the partition structure that the metrics and drawings need: the partition sizes ``dims``, the
 layer that produced each partition and each partition's element shape, so that any node id can be
-turned back into (partition, channel, y, x) (SPEC §5: nodes are numbered partition by partition,
+turned back into (partition, channel, y, x) (method §5: nodes are numbered partition by partition,
 within a partition in (channel, y, x) row-major order).
 
 Examples
@@ -94,7 +94,7 @@ class Graph:
 
     @property
     def compat(self) -> str | None:
-        """``"mge-snn"`` when built to reproduce the authors' code (SPEC §5.1), else ``None``."""
+        """``"mge-snn"`` when built to reproduce the authors' code (method §5.1), else ``None``."""
         return self.meta.get("compat")
 
     def __repr__(self) -> str:

@@ -238,7 +238,7 @@ class _Interpreter(_LayerOps, _PoolingOps, fx.Interpreter):
                 return None
         raise UnsupportedOperation(
             f"{where}: operation {getattr(target, '__name__', target)!r} is not supported by the "
-            "MGE encoder (it changes connectivity in a way SPEC §5.1 does not define)"
+            "MGE encoder (it changes connectivity in a way method §5.1 does not define)"
         )
 
     def _where(self, n: fx.Node) -> str:

@@ -4,7 +4,7 @@ Everything here is vectorised index arithmetic: for each conv layer and each ker
 ``(dy, dx)`` (at most k² iterations per layer — never a loop over edges or positions) the kept taps
 of that offset are broadcast against the output positions they reach. The exact edge count is
 computed first, from the masks alone, so an encoding that would not fit the memory budget is
-refused before anything large is allocated (SPEC §5.1).
+refused before anything large is allocated (method §5.1).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _input_channel(step: ConvStep, o: np.ndarray, i: np.ndarray) -> np.ndarray:
 
 
 def _compat_strided(step: ConvStep, compat: str | None) -> bool:
-    """SPEC §5.1 reference compatibility: the authors' code mis-numbers strided main-path convs."""
+    """method §5.1 reference compatibility: the authors' code mis-numbers strided main-path convs."""
     return (
         compat == "mge-snn"
         and step.kind == "conv"
@@ -176,7 +176,7 @@ def _emit_conv(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer
 
 
 def _emit_conv_compat(step: ConvStep, lw: LayerWeights, base_in: int, buf: _EdgeBuffer) -> None:
-    """The authors' strided-conv numbering (SPEC §5.1, reference compatibility): sources laid out
+    """The authors' strided-conv numbering (method §5.1, reference compatibility): sources laid out
     over an H'×W' grid and targets offset from the *input* partition's start."""
     c_in = step.in_shape[0]
     _, ho, wo = step.out_shape

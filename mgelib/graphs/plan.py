@@ -14,7 +14,7 @@ __all__ = ["Plan", "Partition", "ConvStep", "IdentityStep", "UnsupportedOperatio
 
 
 class UnsupportedOperation(ValueError):
-    """A module or operation the MGE cannot represent (SPEC §5.1, last rule)."""
+    """A module or operation the MGE cannot represent (method §5.1, last rule)."""
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Plan:
     @property
     def bipartite(self) -> bool:
         """Whether every edge joins partitions whose indices differ by an odd number (then the
-        adjacency spectrum is ±-symmetric, SPEC §6)."""
+        adjacency spectrum is ±-symmetric, method §6)."""
         for step in self.steps:
             src_parts = self._source_partitions(step.table)
             if any((step.target - p) % 2 == 0 for p in src_parts):

@@ -3,7 +3,7 @@
 The plan depends only on the architecture and the input shape, never on weights or masks, so it is
 computed once and cached; :mod:`mgelib.graphs.mge` turns a plan plus masked weights into edges.
 
-How the tracer sees a tensor (SPEC §5.1)
+How the tracer sees a tensor (method §5.1)
 ----------------------------------------
 Every activation tensor is represented by an *index table*: an integer array of shape
 ``(*element_shape, m)`` giving, for each element, the MGE node ids it stands for (``-1`` = none).

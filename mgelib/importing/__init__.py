@@ -13,7 +13,7 @@ both ``"init"`` and ``"trained"`` (with a warning for ``"init"``).
 **A checkpoint** is a file :func:`torch.load` reads with ``weights_only=True`` holding a state
 dict — directly, or under ``state_dict`` / ``model_state_dict`` / ``model`` / ``net`` /
 ``state``; a ``module.`` prefix (``DataParallel``) is dropped. Our models carry the authors'
-parameter names (SPEC §2), so their published state dicts load as they are.
+parameter names (method §2), so their published state dicts load as they are.
 
 **The mask** (``mask_source``): ``zeros`` — a weight is pruned iff it is exactly 0;
 ``weight_mask`` — ``<layer>.weight_mask`` entries beside ``<layer>.weight`` (what

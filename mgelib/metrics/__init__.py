@@ -1,5 +1,5 @@
-"""Graph metrics: topometrics on the MGE (SPEC §6), per-layer metrics on the BGEs, and the
-Ramanujan metrics (SPEC §7)."""
+"""Graph metrics: topometrics on the MGE (method §6), per-layer metrics on the BGEs, and the
+Ramanujan metrics (method §7)."""
 
 from mgelib.metrics.layers import LAYER_METRICS, layer_metrics, network_aggregates
 from mgelib.metrics.ramanujan import ramanujan

@@ -1,7 +1,7 @@
-"""Per-layer topometrics of the bipartite encodings (SPEC §5.2, §6 last paragraph) and their
+"""Per-layer topometrics of the bipartite encodings (method §5.2, §6 last paragraph) and their
 network-level aggregates.
 
-The authors computed ten of the SPEC §6 topometrics on each layer's BGE (``main.py``,
+The authors computed ten of the method §6 topometrics on each layer's BGE (``main.py``,
 ``process_graph_topometrics``): cut-edges, cut-nodes, motif, 1-hop_nei, avg_node_strength,
 k-core, no_connected_components, mean_connected_components, spectral_gap, spectral_radius.
 :func:`layer_metrics` computes them with :func:`mgelib.metrics.topometrics` (one definition for
@@ -10,15 +10,15 @@ the MGE and the BGEs). Definitions checked against that code:
 - bridges / articulation points / coreness (``mode="all"``) of the directed igraph graph, i.e.
   of its undirected view; 1-hop = mean ``neighborhood_size(order=1, mode="out")`` (the node
   itself included); strength = mean ``strength(mode="all")``;
-- components: the *strong* components of ``as_undirected()``, i.e. the weak components (SPEC §6);
+- components: the *strong* components of ``as_undirected()``, i.e. the weak components (method §6);
 - spectral gap / radius: on the weighted symmetric adjacency of all ``L + R`` nodes (zero-degree
   nodes are kept, unlike the Ramanujan metrics);
 - motif: their ``sample=int(0.001·V)`` is 0 on every BGE below 1,000 nodes;
-  :func:`~mgelib.metrics.topometrics` uses ``max(1, ⌊0.001·V⌋)`` start nodes (SPEC §6).
+  :func:`~mgelib.metrics.topometrics` uses ``max(1, ⌊0.001·V⌋)`` start nodes (method §6).
 
 Their published per-layer tables (``graph_metrics/rolled*``, :func:`mgelib.paperdata.load_rolled`)
 hold **raw** values; ``layer_metrics(..., normalise=True)`` (the default) divides by V or E as
-SPEC §6 does for the MGE, so pass ``normalise=False`` to compare with those tables.
+method §6 does for the MGE, so pass ``normalise=False`` to compare with those tables.
 
 Network-level BGE features (:func:`network_aggregates`) are named as in
 :mod:`mgelib.paperdata`: ``<encoding>__<metric>__mean`` and ``<encoding>__<metric>__wmean``.
@@ -51,7 +51,7 @@ from mgelib.metrics.topo import NORMALISER, topometrics
 
 __all__ = ["layer_metrics", "network_aggregates", "LAYER_METRICS", "LAYER_COLUMNS", "WEIGHTS"]
 
-#: The ten per-layer BGE topometrics (SPEC §6 names), in the authors' CSV order.
+#: The ten per-layer BGE topometrics (method §6 names), in the authors' CSV order.
 LAYER_METRICS: tuple[str, ...] = (
     "cut-edges",
     "cut-nodes",
@@ -109,7 +109,7 @@ def layer_metrics(
     normalise: bool = True,
     weight: str = "weights",
 ) -> pd.DataFrame:
-    """The ten per-layer BGE topometrics (SPEC §6, last paragraph) of every layer.
+    """The ten per-layer BGE topometrics (method §6, last paragraph) of every layer.
 
     Parameters
     ----------
@@ -119,7 +119,7 @@ def layer_metrics(
     seed : int
         Seeds the motif sampling and the eigensolver start vectors (same seed ⇒ same frame).
     normalise : bool
-        Divide each metric by V or E as SPEC §6 stores the MGE values (``metrics.NORMALISER``);
+        Divide each metric by V or E as method §6 stores the MGE values (``metrics.NORMALISER``);
         ``False`` gives raw values, which is how the authors' per-layer tables store them.
         Recorded in ``df.attrs["normalised"]``.
     weight : {"weights", "kept"}

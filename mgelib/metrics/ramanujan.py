@@ -1,4 +1,4 @@
-"""Ramanujan-based metrics of each layer's bipartite graph (SPEC §7; Hoang et al. 2023).
+"""Ramanujan-based metrics of each layer's bipartite graph (method §7; Hoang et al. 2023).
 
 For one layer's BGE with biadjacency ``B`` (left = inputs, right = outputs, ``L × R``):
 
@@ -84,7 +84,7 @@ GRAM_MATRIX_MAX = 4096
 #: Form the Gram matrix only when that costs at most this many Lanczos steps (dense layers at low
 #: sparsity are cheaper through ``x ↦ Bᵀ(Bx)``).
 GRAM_COST_STEPS = 30
-#: Relative residual tolerance of the Lanczos path (SPEC §6 asks for 1e-6 of the largest |λ|).
+#: Relative residual tolerance of the Lanczos path (method §6 asks for 1e-6 of the largest |λ|).
 TOL = 1e-10
 #: The per-degree subgraphs of imsg/imdb need left degree and mean degrees of at least this.
 MIN_DEGREE = 3
@@ -130,7 +130,7 @@ def top_singular_values(b: sp.sparray, k: int = 2, *, seed: int = 0) -> np.ndarr
     operator ``x ↦ Bᵀ(Bx)`` above — or whenever forming ``G`` would cost more than
     :data:`GRAM_COST_STEPS` Lanczos steps (rows with hundreds of entries). Accuracy: a singular
     value near 0 is resolved to about ``√ε·σ₁`` ≈ 1e-8·σ₁ (the Gram matrix squares the condition
-    number), well inside SPEC §6's 1e-6 of the largest ``|λ|``.
+    number), well inside method §6's 1e-6 of the largest ``|λ|``.
 
     Parameters
     ----------
@@ -221,7 +221,7 @@ def _delta_r(pattern: sp.csr_array, n_edges: int, n_left: int, n_right: int, see
 
 
 def ramanujan_layer(graph: Graph, *, seed: int = 0) -> dict[str, float | int | str | None]:
-    """Δr, imsg and imdb (SPEC §7) and the counts of one layer's bipartite graph.
+    """Δr, imsg and imdb (method §7) and the counts of one layer's bipartite graph.
 
     Parameters
     ----------
@@ -323,7 +323,7 @@ def ramanujan_layer(graph: Graph, *, seed: int = 0) -> dict[str, float | int | s
 
 # --------------------------------------------------------------------------- network
 def ramanujan(graphs: Mapping[str, Graph], *, seed: int = 0, aliases: bool = True) -> pd.DataFrame:
-    """Per-layer Ramanujan metrics (SPEC §7) of a network's bipartite graphs.
+    """Per-layer Ramanujan metrics (method §7) of a network's bipartite graphs.
 
     Parameters
     ----------

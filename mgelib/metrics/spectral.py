@@ -1,4 +1,4 @@
-"""Spectral expansion metrics with a fixed start vector and a stated tolerance (SPEC §6).
+"""Spectral expansion metrics with a fixed start vector and a stated tolerance (method §6).
 
 - ``spectral_gap``: ``A`` is the weighted symmetric adjacency (``A = W + Wᵀ`` of the directed
   graph); take the three largest ``|λ|`` sorted descending; gap = first − third. For a graph whose
@@ -19,7 +19,7 @@
 Accuracy: every solve stops on a rigorous bound, not on stagnation: ARPACK with relative residual
 tolerance ``TOL`` (|λ − θ| ≤ ‖r‖ ≤ TOL·|θ|), the Lanczos radius when ``min(‖r‖, ‖r‖²/(θ₁ − θ₂))``
 (the residual and Kato–Temple bounds) falls below ``TOL·θ₁``. ``TOL = 1e-7`` keeps a 10× margin on
-SPEC §6's requirement (agreement with a dense solver to 1e-6 of the largest |λ|), which the tests
+method §6's requirement (agreement with a dense solver to 1e-6 of the largest |λ|), which the tests
 check against ``numpy.linalg.eigvalsh``; graphs up to ``DENSE_MAX`` nodes use the dense solver.
 All start vectors are fixed (seeded), so results are deterministic.
 """

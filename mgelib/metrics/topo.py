@@ -1,11 +1,11 @@
-"""The 16 topometrics of SPEC §6 on one graph (an MGE, or one layer's BGE).
+"""The 16 topometrics of method §6 on one graph (an MGE, or one layer's BGE).
 
 Engines: scipy.sparse for degrees, strength, the local (sink/source) metrics and weakly connected
 components; :mod:`mgelib.metrics.combinatorial` for bridges, articulation points, coreness,
 2-hop neighbourhoods and the RAND-ESU motif estimate (numba kernels by default, igraph's C code
 with ``engine="igraph"``); :mod:`mgelib.metrics.spectral` for the expansion metrics.
 
-Definitions that are easy to get wrong (SPEC §6):
+Definitions that are easy to get wrong (method §6):
 
 - sink/source nodes exclude the output/input partition; ``r-out`` (``r-in``) sums the in-degrees
   (out-degrees) of those sinks (sources): edges that lead into dead ends (are fed by nothing).
@@ -19,7 +19,7 @@ Definitions that are easy to get wrong (SPEC §6):
   mean core number with undirected degree (igraph ``coreness(mode="all")``).
 
 ``compat="mge-snn"`` graphs (the flag travels on the graph) get the authors' sink/source and
-removable-edge counts (SPEC §6, "Reference compatibility for metrics").
+removable-edge counts (method §6, "Reference compatibility for metrics").
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class _Forked:
 
 
 def normalised(raw: dict[str, float], n_nodes: int, n_edges: int) -> dict[str, float]:
-    """Divide each raw metric by V or E as the authors' table stores it (SPEC §6)."""
+    """Divide each raw metric by V or E as the authors' table stores it (method §6)."""
     out: dict[str, float] = {}
     for name, value in raw.items():
         div = NORMALISER.get(name)
@@ -166,7 +166,7 @@ def _local(adj: sp.csr_array, dims: np.ndarray, compat: str | None) -> dict[str,
     source = (indeg == 0) & (outdeg > 0)
     disc = (indeg == 0) & (outdeg == 0)
     if compat == "mge-snn":
-        # The authors' counts (SPEC §6): subtract whole partitions, and each removable-edge sum
+        # The authors' counts (method §6): subtract whole partitions, and each removable-edge sum
         # skips one node at a layer boundary.
         return {
             "sink_nodes": float(sink.sum() - n_out),
@@ -226,7 +226,7 @@ def topometrics(
     motif_budget: float = MOTIF_BUDGET,
     tol: float = spectral.TOL,
 ) -> TopoResult:
-    """The 16 topometrics of SPEC §6 (plus ``nodes`` and ``edges``).
+    """The 16 topometrics of method §6 (plus ``nodes`` and ``edges``).
 
     Parameters
     ----------
@@ -236,7 +236,7 @@ def topometrics(
     seed : int
         Seeds the motif sampling and the eigensolver start vectors.
     normalise : bool
-        Divide by V or E as the authors' table stores the values (SPEC §6, last column).
+        Divide by V or E as the authors' table stores the values (method §6, last column).
     metrics : tuple of str, optional
         Compute only these (default: all 16).
     engine : {"fast", "igraph"}

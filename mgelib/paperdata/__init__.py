@@ -1,7 +1,7 @@
-"""The authors' published metric tables as tidy frames (SPEC §9).
+"""The authors' published metric tables as tidy frames (method §9).
 
 The tables come from the ``graph_data/`` folder of eliacunegatti/mge-snn and are read from
-:func:`mgelib.paths.paper_data_dir` (never copied into the repository). Every quirk listed in SPEC
+:func:`mgelib.paths.paper_data_dir` (never copied into the repository). Every quirk listed in the method
 §9 — and a few more found while writing this module — is handled here, in one place, and recorded
 in ``df.attrs["report"]`` (plain Python values) and in the ``mgelib.paperdata`` logger:
 
@@ -10,19 +10,19 @@ table                       quirk and what we do
 ==========================  ===================================================================
 ``unrolled.csv``            2,337 rows of which 47 are exact duplicates (all Wide-ResNet-28-2 /
                             Tiny-ImageNet): dropped, leaving 2,290 networks with unique keys.
-``unrolled.csv``            metrics are stored normalised (SPEC §6, last column); ``raw_*``
+``unrolled.csv``            metrics are stored normalised (method §6, last column); ``raw_*``
                             columns de-normalise them (× nodes or × edges). Verified: the seven
                             counting metrics are integers × their divisor on every row.
 ``unrolled.csv``            4 networks (ResNet-32, ProsPr, s = 0.98, chance accuracy: collapsed
                             networks) have NaN in the five local metrics: kept, reported, or
                             dropped with ``dropna=True``.
 ``unrolled.csv``            ``sink_nodes`` < 0 in 2 rows: the authors' code subtracts the whole
-                            output partition (SPEC §6, reference compatibility). Kept as is.
+                            output partition (method §6, reference compatibility). Kept as is.
 ``rolled*/*.csv``           two schemas: 57 columns with ``pruning_algorithm`` (the authors'
-                            code names, SPEC §9 says 68) and 21 columns with ``pruning`` (SPEC §6
+                            code names, method §9 says 68) and 21 columns with ``pruning`` (method §6
                             names) in ``rolled-tinyimagenet-CONV-6.csv`` and
                             ``rolled_channel-tinyimagenet-Resnet-32.csv``. Unified by renaming
-                            the 57-column names to SPEC §6 names (:data:`ROLLED_RENAME`), then the
+                            the 57-column names to method §6 names (:data:`ROLLED_RENAME`), then the
                             union of columns (NaN where a schema lacks one); all-NaN columns
                             (``motifs``, ``coreness_out``, ``transitivity``) are dropped.
 ``rolled*/*.csv``           ``layer_sparsity`` is a density (= kept / total weights of the layer):

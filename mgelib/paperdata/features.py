@@ -1,6 +1,6 @@
 """Per-network features from the authors' tables: :func:`network_features` (layer aggregates),
-:func:`joined` (one row per network, all tables), :func:`feature_sets` (SPEC §8) and
-:func:`add_accuracy_drop` (SPEC §1)."""
+:func:`joined` (one row per network, all tables), :func:`feature_sets` (method §8) and
+:func:`add_accuracy_drop` (method §1)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def network_features(
     keep: Sequence[str] = ("accuracy",),
     prefix: str = "",
 ) -> pd.DataFrame:
-    """Per-network aggregates of per-layer features (SPEC §6, last paragraph).
+    """Per-network aggregates of per-layer features (method §6, last paragraph).
 
     ``<prefix><col>__mean`` is the mean over the network's layers; ``<prefix><col>__wmean`` the
     mean weighted by ``weight`` — by default ``no_weights`` (kept weights = layer density ×
@@ -228,7 +228,7 @@ def joined(
 def feature_sets(
     df: pd.DataFrame | None = None, *, aggregations: Sequence[str] = ("mean",)
 ) -> dict[str, list[str]]:
-    """The SPEC §8 feature sets, named by the columns of :func:`joined`.
+    """The method §8 feature sets, named by the columns of :func:`joined`.
 
     ================  ==============================================================
     name              columns
@@ -283,7 +283,7 @@ def add_accuracy_drop(
     acc_col: str = "accuracy",
     group_cols: Sequence[str] = ("model", "dataset"),
 ) -> pd.DataFrame:
-    """Add the accuracy drop (SPEC §1) against a per-group reference accuracy.
+    """Add the accuracy drop (method §1) against a per-group reference accuracy.
 
     With ``dense`` (our own runs), the reference is the mean dense accuracy of the same
     (model, dataset): ``accuracy_drop = acc_dense − acc`` and ``accuracy_drop_rel =

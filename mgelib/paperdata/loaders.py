@@ -1,4 +1,4 @@
-"""Readers of the authors' tables (SPEC §9): :func:`load_unrolled` (MGE, one row per network),
+"""Readers of the authors' tables (method §9): :func:`load_unrolled` (MGE, one row per network),
 :func:`load_rolled` (BGE, one row per layer) and :func:`load_ramanujan` (Ramanujan metrics, one
 row per layer), each with its quirks handled and reported in ``df.attrs["report"]``."""
 
@@ -174,7 +174,7 @@ def load_rolled(
     """Per-layer BGE metrics of every network: all ``graph_metrics/<encoding>/*.csv``.
 
     The two schemas are unified (:data:`ROLLED_RENAME`, :data:`SHORT_SCHEMA_FILES`): the union of
-    columns with SPEC §6 names, NaN where a file's schema lacks one; ``schema`` (``"57"`` or
+    columns with method §6 names, NaN where a file's schema lacks one; ``schema`` (``"57"`` or
     ``"21"``) and ``source_file`` say where each row came from. Values are per layer and *raw*
     (not normalised). ``layer_sparsity`` is in fact a density and is exposed as
     ``layer_density``; ``no_params`` (from the Ramanujan tables, constant per layer) and
@@ -183,7 +183,7 @@ def load_rolled(
     Parameters
     ----------
     encoding : {"rolled", "rolled_channel"}
-        Which bipartite encoding (SPEC §5.2).
+        Which bipartite encoding (method §5.2).
     root : path, optional
         Folder holding ``graph_metrics/``; default :func:`mgelib.paths.paper_data_dir`.
     dropna : bool
@@ -290,7 +290,7 @@ def load_rolled(
 def load_ramanujan(
     root: str | Path | None = None, *, rtol: float = 1e-6, check: Check = "auto"
 ) -> pd.DataFrame:
-    """Per-layer Ramanujan metrics (SPEC §7) with the pruner attached from the rolled tables.
+    """Per-layer Ramanujan metrics (method §7) with the pruner attached from the rolled tables.
 
     ``ramanunjan_results/<model>/rolled-<dataset>-<model>.csv`` has no algorithm column; its rows
     align one-to-one (same order, same count) with ``graph_metrics/rolled/`` of the same model

@@ -1,5 +1,5 @@
 """Names and helpers shared by :mod:`mgelib.paperdata`: the key columns, the pruner and metric
-names of the authors' tables (SPEC §6, §7, §9), the rolled-schema renaming, the cached CSV reader,
+names of the authors' tables (method §6, §7, §9), the rolled-schema renaming, the cached CSV reader,
 key tidying and :func:`nan_report`."""
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ KEY: tuple[str, ...] = ("model", "dataset", "pruner", "sparsity", "seed")
 #: The DST methods of the authors' tables (the names themselves live in mgelib.vocabulary).
 DST_PRUNERS: tuple[str, ...] = PAPER_DST_METHODS
 
-#: The 16 MGE topometrics of SPEC §6, in its order, with the authors' column names.
+#: The 16 MGE topometrics of method §6, in its order, with the authors' column names.
 MGE_METRICS: tuple[str, ...] = tuple(TOPOMETRIC_NORMALISER)
-#: Divisor of each stored MGE value (SPEC §6): "nodes" (V), "edges" (E) or None (stored raw).
+#: Divisor of each stored MGE value (method §6): "nodes" (V), "edges" (E) or None (stored raw).
 #: Verified on the table: the integer metrics are integers × this divisor on every row; also
 #: 1-hop × E = 1 + E/V, mean component size × number of components = 1 (so ÷ V), and
 #: 2-hop × E × V, k-core × E × V and motif × E are integers. avg_node_strength (float16 weights)
-#: has no integer invariant and is taken on SPEC's word.
+#: has no integer invariant and is taken on the method's word (docs/method.md §6).
 NORMALISED_BY: dict[str, str | None] = {
     metric: {"V": "nodes", "E": "edges"}.get(div) for metric, div in TOPOMETRIC_NORMALISER.items()
 }
@@ -69,7 +69,7 @@ INTEGER_METRICS: tuple[str, ...] = (
     "cut-edges",
     "cut-nodes",
 )
-#: Per-layer BGE metrics present in both rolled schemas (SPEC §6 last paragraph), SPEC names.
+#: Per-layer BGE metrics present in both rolled schemas (method §6 last paragraph), method names.
 BGE_METRICS: tuple[str, ...] = (
     "1-hop_nei",
     "motif",
@@ -82,18 +82,18 @@ BGE_METRICS: tuple[str, ...] = (
     "spectral_gap",
     "spectral_radius",
 )
-#: Ramanujan metrics (SPEC §7): Δr, imsg, imdb, with the authors' column names.
+#: Ramanujan metrics (method §7): Δr, imsg, imdb, with the authors' column names.
 RAMANUJAN_METRICS: tuple[str, ...] = (
     "degree_bound",
     "iterative_spectral_gap",
     "iterative_degree_bound",
 )
-#: 57-column rolled schema (the authors' code names) -> SPEC §6 names used by the 21-column
+#: 57-column rolled schema (the authors' code names) -> method §6 names used by the 21-column
 #: schema. Structural metrics were checked equal on layers whose graph is identical in both
 #: schemas (data-free pruners, same seed); the weighted ones follow the authors' main.py, which
 #: writes the 21-column values from the same variables (strenght_all, coreness_all,
 #: spectral_*_weighted_undirected). Components: the 21-column code counts strong components of
-#: the undirected graph, i.e. weak components (SPEC §6), hence weak_clusters / mean_weak.
+#: the undirected graph, i.e. weak components (method §6), hence weak_clusters / mean_weak.
 ROLLED_RENAME: dict[str, str] = {
     "pruning_algorithm": "pruning",
     "bridges": "cut-edges",
@@ -254,7 +254,7 @@ def _map_names(series: pd.Series, mapping: Mapping[str, str], what: str, source:
 
 
 def _tidy_keys(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Our vocabulary for model, dataset and pruner; a family column; density (SPEC §1)."""
+    """Our vocabulary for model, dataset and pruner; a family column; density (method §1)."""
     df = df.rename(columns={"pruning": "pruner"})
     missing = [c for c in KEY if c not in df.columns]
     if missing:

@@ -1,4 +1,4 @@
-"""Pruning at initialisation behind one API (SPEC §4).
+"""Pruning at initialisation behind one API (method §4).
 
 Seven pruners, one function each, all returning a mask set (``dict[str, torch.BoolTensor]`` on
 the CPU, keyed by parameter name, ``True`` = kept) with exactly ``round((1 - sparsity) · N)`` kept
@@ -102,7 +102,7 @@ __all__ = [
     "layer_counts",
 ]
 
-#: The pruners by name (SPEC §4 vocabulary).
+#: The pruners by name (method §4 vocabulary).
 PRUNERS: dict[str, Callable[..., Masks]] = {
     "snip": snip,
     "grasp": grasp,
@@ -219,7 +219,7 @@ def prune(
     for transform in transforms:  # only "shuffle" today (vocabulary.PRUNER_TRANSFORMS)
         if transform == "shuffle":
             masks = shuffle(masks, seed=seed)
-    # Layer collapse (SPEC §4) keeps the result meaningful but worth knowing: warn, naming them.
+    # Layer collapse (method §4) keeps the result meaningful but worth knowing: warn, naming them.
     shape = _probe_shape(input_shape, data)
     warn_collapse(model, masks, shape, source=f"{name} at sparsity {s:g}", stacklevel=2)
     return masks

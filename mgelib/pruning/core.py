@@ -1,6 +1,6 @@
 """Shared machinery of the pruners: scores → masks, exact allocation, data and model handling.
 
-Every pruner in :mod:`mgelib.pruning` is *functional* (SPEC §4, STYLE "torch.nn.utils.prune,
+Every pruner in :mod:`mgelib.pruning` is *functional* (method §4, STYLE "torch.nn.utils.prune,
 Synaptic-Flow"): it computes one score per prunable weight on a copy of the model and turns the
 scores into a mask set with :func:`masks_from_scores`. This module holds that last step, the exact
 integer allocation used by the per-layer pruners, and the handling of the ``data`` argument; the

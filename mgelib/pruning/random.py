@@ -1,4 +1,4 @@
-"""Random pruners with a prescribed layer-wise density: Uniform, ER, ERK (SPEC §4).
+"""Random pruners with a prescribed layer-wise density: Uniform, ER, ERK (method §4).
 
 All three keep, in layer ``l`` with ``n_l`` weights, an exact number ``c_l`` of weights chosen
 uniformly at random (a seeded ``torch.randperm``); they differ in the densities ``d_l``:

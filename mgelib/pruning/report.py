@@ -1,4 +1,4 @@
-"""Diagnostics of a mask set: per-layer counts and input → output connectivity (SPEC §4).
+"""Diagnostics of a mask set: per-layer counts and input → output connectivity (method §4).
 
 :func:`layer_report` tabulates what the masks keep in each prunable layer (and flags collapsed
 layers); :func:`path_connected` tells whether any path of kept weights still links the input to

@@ -1,4 +1,4 @@
-"""Saliency pruners at initialisation: SNIP, GraSP, ProsPr (SPEC §4).
+"""Saliency pruners at initialisation: SNIP, GraSP, ProsPr (method §4).
 
 SynFlow, the data-free one, is in :mod:`mgelib.pruning.synaptic_flow`.
 
@@ -379,7 +379,7 @@ def prospr_scores(
                 fast[n] = p.detach() * masks[n]
             elif n in trainable:
                 fast[n] = p.detach().clone().requires_grad_(True)
-            # frozen parameters (e.g. SPEC §1's frozen biases) are taken from the module
+            # frozen parameters (e.g. method §1's frozen biases) are taken from the module
         names = list(fast)
         buf: dict[str, torch.Tensor] = {}
         # The output width from one eval-mode sample (no BatchNorm statistics are updated), then

@@ -1,5 +1,5 @@
 """The layer-wise shuffle null model (Frankle et al. 2021, "Pruning neural networks at
-initialization: why are we missing the mark?"; SPEC §4): ``<pruner>+shuffle``.
+initialization: why are we missing the mark?"; method §4): ``<pruner>+shuffle``.
 
 Each layer keeps exactly as many weights as ``<pruner>`` kept there, at positions drawn uniformly
 at random without replacement. Layer-wise density is preserved, every other trace of the pruner's

@@ -1,4 +1,4 @@
-"""SynFlow (Tanaka et al. 2020): data-free, iterative pruning by synaptic flow (SPEC §4).
+"""SynFlow (Tanaka et al. 2020): data-free, iterative pruning by synaptic flow (method §4).
 
 Scores come from a float64, eval-mode copy of the model with every parameter and floating buffer
 replaced by its absolute value, fed an all-ones input; no data and no randomness are used. The

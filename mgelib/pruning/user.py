@@ -1,6 +1,6 @@
 """User pruners given by a spec (``mypruners:magnitude``, ``path/to/file.py:magnitude``).
 
-A user pruner follows the built-ins' contract (SPEC §4)::
+A user pruner follows the built-ins' contract (method §4)::
 
     fn(model, sparsity, *, data=None, input_shape=None, seed=0) -> dict[str, BoolTensor]
 
@@ -11,7 +11,7 @@ copy of the model, so scoring cannot change the network being trained.
 What it returns is checked before anything else uses it (:func:`check_user_masks`): one mask per
 prunable weight (the keys of :func:`mgelib.masks.prunable_parameters`), each of the weight's
 shape, boolean or 0/1 values, and **exactly** the kept count the built-ins keep,
-``round((1 - sparsity) · N)`` of the ``N`` prunable weights (± one weight, SPEC §1). A pruner that
+``round((1 - sparsity) · N)`` of the ``N`` prunable weights (± one weight, method §1). A pruner that
 keeps another count is refused rather than recorded at a sparsity it did not reach, so a run's
 recorded sparsity is always the one it has; use :func:`mgelib.pruning.masks_from_scores` to turn
 scores into an exact global top-k.

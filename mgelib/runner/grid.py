@@ -38,7 +38,7 @@ PIPELINE = ("10_prune_and_train", "20_graph_metrics")
 
 def stages_for(spec: io.RunSpec) -> tuple[str, ...]:
     """The pipeline stages of a run. A dense baseline is only trained: its accuracy is the
-    reference of the accuracy drop (SPEC §1), no analysis uses its graph, and the graph of an
+    reference of the accuracy drop (method §1), no analysis uses its graph, and the graph of an
     unpruned network is the most expensive one to measure (its motif enumeration alone can take
     hours)."""
     return PIPELINE[:1] if spec.dense else PIPELINE

@@ -140,6 +140,9 @@ def run_one(
     t0 = time.perf_counter()
     if not force and io.run_done(run_dir, stages, executed=True):
         return RunStatus(spec, "skipped")
+    # Per-run HTML renders are off unless the profile sets `run_html: true` (72 MB over the
+    # default grid); the executed .ipynb is always kept, and analyses keep their HTML.
+    html = bool(load_profile(profile).get("run_html", False))
     with _run_lock(run_dir) as locked:
         if not locked:
             return RunStatus(spec, "locked", log=str(run_dir / ".lock"))
@@ -149,7 +152,9 @@ def run_one(
             for stage in stages:
                 if not force and io.stage_done(run_dir, stage, executed=True):
                     continue
-                run_notebook(stage, stage_params(spec, run_dir, prof), prof, output_dir=run_dir)
+                run_notebook(
+                    stage, stage_params(spec, run_dir, prof), prof, output_dir=run_dir, html=html
+                )
     return RunStatus(spec, "done", seconds=time.perf_counter() - t0)
 
 

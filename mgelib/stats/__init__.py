@@ -1,4 +1,4 @@
-"""Out-of-fold prediction of accuracy from topology, honestly scored (SPEC §8).
+"""Out-of-fold prediction of accuracy from topology, honestly scored (method §8).
 
 The workflow of the analysis notebooks, in four calls:
 
@@ -11,7 +11,7 @@ The workflow of the analysis notebooks, in four calls:
 3. :func:`rank_agreement` / :func:`rank_summary` — Kendall τ between the pruner ranking by true
    and by predicted accuracy, per (model, dataset, sparsity) cell, averaged with a CI.
 4. :func:`claim_mge_vs_bge`, :func:`claim_ramanujan_vs_density`, :func:`claim_ranking` →
-   :func:`claims_table` — the evidence for each claim of SPEC §8 in one tidy table.
+   :func:`claims_table` — the evidence for each claim of method §8 in one tidy table.
 
 Plus inference: :func:`coefficients` (standardised OLS coefficients, clustered SEs or a mixed
 model), :func:`permutation_importance_oof` and :func:`vif`.

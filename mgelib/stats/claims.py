@@ -1,4 +1,4 @@
-"""The paper's three claims (SPEC §8, end), each turned into a computed table row with a
+"""The paper's three claims (method §8, end), each turned into a computed table row with a
 stated decision rule: :func:`claim_mge_vs_bge`, :func:`claim_ramanujan_vs_density`,
 :func:`claim_ranking` → :func:`claims_table`.
 
@@ -29,7 +29,7 @@ __all__ = [
     "INSUFFICIENT",
 ]
 
-#: The three claims of the paper (SPEC §8, end).
+#: The three claims of the paper (method §8, end).
 CLAIMS: dict[str, str] = {
     "mge_vs_bge": "MGE metrics predict the accuracy drop much better than BGE metrics",
     "ramanujan_vs_density": "Ramanujan metrics are only as good as density",
@@ -186,7 +186,7 @@ def claim_ramanujan_vs_density(
     seed: int = 0,
     level: float = 0.95,
 ) -> list[dict[str, Any]]:
-    """Evidence for "Ramanujan metrics are only as good as density" (SPEC §8.1).
+    """Evidence for "Ramanujan metrics are only as good as density" (method §8.1).
 
     Difference R²(Ramanujan) − R²(density), paired, per learner × fold scheme.
     **Rules** (``rule``): ``"includes_zero_or_margin"`` (default, the project's rule) — supported

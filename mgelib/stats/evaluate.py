@@ -1,4 +1,4 @@
-"""Out-of-fold prediction of a target from several feature sets (SPEC §8.2), honestly scored.
+"""Out-of-fold prediction of a target from several feature sets (method §8.2), honestly scored.
 
 :func:`evaluate` runs every feature set × learner × fold scheme on the same folds and the same
 bootstrap resamples per unit — (model, dataset), (model, dataset, sparsity), or all rows pooled

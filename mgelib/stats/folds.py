@@ -1,4 +1,4 @@
-"""Fold schemes of the out-of-fold analyses (SPEC §8.2): random K-fold — the paper's setting,
+"""Fold schemes of the out-of-fold analyses (method §8.2): random K-fold — the paper's setting,
 optionally keeping groups (e.g. the seeds of one configuration) together — and
 leave-one-pruner-out (can topology predict an unseen pruning algorithm?).
 

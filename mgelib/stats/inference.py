@@ -1,4 +1,4 @@
-"""Which features matter (SPEC §8.3): standardised OLS coefficients with clustered or
+"""Which features matter (method §8.3): standardised OLS coefficients with clustered or
 mixed-model standard errors (:func:`coefficients`), out-of-fold permutation importance
 (:func:`permutation_importance_oof`) and variance inflation factors (:func:`vif`).
 

@@ -1,4 +1,4 @@
-"""The two learners of SPEC §8.2 with their fold-local preprocessing.
+"""The two learners of method §8.2 with their fold-local preprocessing.
 
 Preprocessing is fitted on the training fold only: NaN features are imputed with the training
 median; features constant on the training fold are dropped; for ``"ols"`` a feature with

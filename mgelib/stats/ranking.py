@@ -1,4 +1,4 @@
-"""Ranking pruners (SPEC §8.4): Kendall τ between the ranking of the pruners by true and by
+"""Ranking pruners (method §8.4): Kendall τ between the ranking of the pruners by true and by
 out-of-fold predicted accuracy per (model, dataset, sparsity) cell, averaged with a CI.
 
 Examples
