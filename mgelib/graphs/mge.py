@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from mgelib.graphs import compat as compat_rule
 from mgelib.graphs.graph import Graph
 from mgelib.graphs.trace import ConvStep, IdentityStep, Plan
 
@@ -66,36 +67,23 @@ def available_memory() -> int:
 
 # --------------------------------------------------------------------------- geometry helpers
 def _conv_slice(step: ConvStep, a: int, b: int) -> np.ndarray:
+    """The input table positions that kernel offset ``(a, b)`` reads, one per output position:
+    row ``y_o·s + a·d`` of the padded table (stride ``s``, dilation ``d``)."""
     _, ho, wo = step.out_shape
     sh, sw = step.stride
-    return step.table[:, a : a + sh * (ho - 1) + 1 : sh, b : b + sw * (wo - 1) + 1 : sw, :]
+    dh, dw = step.dilation
+    y0, x0 = a * dh, b * dw
+    return step.table[:, y0 : y0 + sh * (ho - 1) + 1 : sh, x0 : x0 + sw * (wo - 1) + 1 : sw, :]
 
 
 def _input_channel(step: ConvStep, o: np.ndarray, i: np.ndarray) -> np.ndarray:
-    return o // step.depthwise_multiplier if step.depthwise_multiplier else i
-
-
-def _compat_strided(step: ConvStep, compat: str | None) -> bool:
-    """SPEC §5.1 reference compatibility: the authors' code mis-numbers strided main-path convs."""
-    return (
-        compat == "mge-snn"
-        and step.kind == "conv"
-        and step.role == "main"
-        and step.stride != (1, 1)
-        and step.plain_input is not None
-    )
-
-
-def _compat_axes(step: ConvStep) -> tuple[int, int, list[np.ndarray], list[np.ndarray]]:
-    """The authors' assumed input grid H' = (Ho − 1)·s + k − 2·pad and, per kernel offset, the
-    output rows/cols whose read position falls inside it."""
-    _, ho, wo = step.out_shape
-    (sh, sw), (kh, kw), (ph, pw) = step.stride, step.kernel, step.padding
-    hp = (ho - 1) * sh + kh - 2 * ph
-    wp = (wo - 1) * sw + kw - 2 * pw
-    rows = [np.arange(ho) * sh - ph + a for a in range(kh)]
-    cols = [np.arange(wo) * sw - pw + b for b in range(kw)]
-    return hp, wp, rows, cols
+    """Input channel read by tap ``(o, i)``: channel ``i`` of output channel ``o``'s group (block
+    diagonal; ``groups = C_in`` is depthwise, ``o // multiplier``)."""
+    if step.groups == 1:
+        return i
+    c_out = step.out_shape[0]
+    c_in = step.table.shape[0]
+    return (o // (c_out // step.groups)) * (c_in // step.groups) + i
 
 
 # --------------------------------------------------------------------------- counting
@@ -112,21 +100,17 @@ def _count_step(step: ConvStep | IdentityStep, weights: Mapping[str, LayerWeight
         per_input = (step.table >= 0).sum(axis=1)  # (F_in,)
         return int((kept.sum(axis=0).astype(np.int64) * per_input).sum())
     kh, kw = step.kernel
-    if _compat_strided(step, compat):
-        hp, wp, rows, cols = _compat_axes(step)
-        ny = np.array([((r >= 0) & (r < hp)).sum() for r in rows])
-        nx = np.array([((c >= 0) & (c < wp)).sum() for c in cols])
-        taps = kept.sum(axis=(0, 1)).astype(np.int64)  # (kh, kw)
-        return int((taps * ny[:, None] * nx[None, :]).sum())
+    if compat_rule.applies(step, compat):
+        return compat_rule.count(step, kept)
     c_in = step.table.shape[0]
     per = np.empty((c_in, kh, kw), dtype=np.int64)
     for a in range(kh):
         for b in range(kw):
             per[:, a, b] = (_conv_slice(step, a, b) >= 0).sum(axis=(1, 2, 3))
-    if step.depthwise_multiplier:
-        o = np.arange(kept.shape[0])
-        return int((kept[:, 0].astype(np.int64) * per[o // step.depthwise_multiplier]).sum())
-    return int((kept.sum(axis=0).astype(np.int64) * per).sum())
+    if step.groups == 1:
+        return int((kept.sum(axis=0).astype(np.int64) * per).sum())
+    o, i = np.meshgrid(np.arange(kept.shape[0]), np.arange(kept.shape[1]), indexing="ij")
+    return int((kept.astype(np.int64) * per[_input_channel(step, o, i)]).sum())
 
 
 # --------------------------------------------------------------------------- building
@@ -173,26 +157,6 @@ def _emit_conv(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer
             w = np.broadcast_to(wv[chunk, None, None, None], src.shape)
             valid = src >= 0
             buf.add(src[valid], tgt[valid], w[valid])
-
-
-def _emit_conv_compat(step: ConvStep, lw: LayerWeights, base_in: int, buf: _EdgeBuffer) -> None:
-    """The authors' strided-conv numbering (SPEC §5.1, reference compatibility): sources laid out
-    over an H'×W' grid and targets offset from the *input* partition's start."""
-    c_in = step.in_shape[0]
-    _, ho, wo = step.out_shape
-    hp, wp, rows, cols = _compat_axes(step)
-    tgt_base = base_in + c_in * hp * wp
-    for a, b, o, ig, wv in _taps_by_offset(step, lw):
-        p = np.flatnonzero((rows[a] >= 0) & (rows[a] < hp))
-        q = np.flatnonzero((cols[b] >= 0) & (cols[b] < wp))
-        if p.size == 0 or q.size == 0:
-            continue
-        local_src = (rows[a][p][:, None] * wp + cols[b][q][None, :]).ravel()  # (P·Q,)
-        local_tgt = (p[:, None] * wo + q[None, :]).ravel()
-        src = base_in + ig[:, None] * (hp * wp) + local_src[None, :]
-        tgt = tgt_base + o[:, None] * (ho * wo) + local_tgt[None, :]
-        w = np.broadcast_to(wv[:, None], src.shape)
-        buf.add(src.ravel(), tgt.ravel(), w.ravel())
 
 
 def _emit_linear(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer) -> None:
@@ -278,8 +242,8 @@ def build_mge(
         lw = weights[step.param]
         if step.kind == "linear":
             _emit_linear(step, lw, base_out, buf)
-        elif _compat_strided(step, compat):
-            _emit_conv_compat(step, lw, bases[step.plain_input], buf)
+        elif compat_rule.applies(step, compat):
+            compat_rule.emit(step, _taps_by_offset(step, lw), bases[step.plain_input], buf.add)
             compat_layers.append(step.layer)
         else:
             _emit_conv(step, lw, base_out, buf)
