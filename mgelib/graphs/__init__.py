@@ -49,7 +49,7 @@ from torch import nn
 
 from mgelib.graphs.bge import BGE_ENCODINGS, build_bge
 from mgelib.graphs.graph import Graph, read_edgelist, to_igraph, to_networkx, write_edgelist
-from mgelib.graphs.mge import GraphTooLarge, LayerWeights, build_mge, count_edges
+from mgelib.graphs.mge import GraphTooLarge, LayerWeights, build_mge, check_budget, count_edges
 from mgelib.graphs.trace import Plan, UnsupportedOperation, trace_plan
 from mgelib.masks import check_masks, prunable_modules
 
@@ -58,6 +58,7 @@ __all__ = [
     "plan_for",
     "estimate_edges",
     "layer_weights",
+    "encodable_modules",
     "Graph",
     "GraphTooLarge",
     "UnsupportedOperation",
@@ -151,11 +152,11 @@ def layer_weights(
         check_masks(model, masks)
     explicit = weights if isinstance(weights, Mapping) else None
     out: dict[str, LayerWeights] = {}
-    for name, module in prunable_modules(model).items():
+    for name, module in encodable_modules(model).items():
         key = f"{name}.weight"
-        w = explicit[key] if explicit is not None and key in explicit else module.weight
+        w = explicit[key] if explicit is not None and key in explicit else _current_weight(module)
         w = w.detach().to("cpu", torch.float32)
-        if masks is not None:
+        if masks is not None and key in masks:
             kept = masks[key].detach().to("cpu", torch.bool)
         elif isinstance(getattr(module, "weight_mask", None), torch.Tensor):
             kept = module.weight_mask.detach().to("cpu", torch.bool)
@@ -170,11 +171,38 @@ def layer_weights(
             mag = kept_np.astype(np.float32)
         else:
             mag = np.abs(w.numpy()) * kept_np
+            bad = ~np.isfinite(mag)
+            if bad.any():
+                raise ValueError(
+                    f"weight {key!r} has {int(bad.sum()):,} NaN/inf kept entries (e.g. at index "
+                    f"{tuple(int(v) for v in np.argwhere(bad)[0])}); the MGE needs finite |w|: "
+                    "check the training run or pass weights='binary'"
+                )
             if round_weights and weight_precision == "float16":
                 mag = mag.astype(np.float16).astype(np.float32)
         groups = int(getattr(module, "groups", 1))
         out[key] = LayerWeights(kept=kept_np, weight=mag.astype(np.float32), groups=groups)
     return out
+
+
+def encodable_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers the MGE gives edges: every prunable module (Conv2d, Linear) and Conv1d."""
+    out = dict(prunable_modules(model))
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv1d) and name not in out:
+            out[name] = m
+    return out
+
+
+def _current_weight(module: nn.Module) -> torch.Tensor:
+    """The weight the next forward will use. With :mod:`torch.nn.utils.prune` that is
+    ``weight_orig * weight_mask``: ``module.weight`` is refreshed only by the forward pre-hook,
+    so after an optimiser step or ``load_state_dict`` it is stale."""
+    orig = getattr(module, "weight_orig", None)
+    mask = getattr(module, "weight_mask", None)
+    if isinstance(orig, torch.Tensor) and isinstance(mask, torch.Tensor):
+        return orig * mask
+    return module.weight
 
 
 def estimate_edges(
@@ -186,7 +214,12 @@ def estimate_edges(
     compat: str | None = None,
     masks: Mapping[str, torch.Tensor] | None = None,
 ) -> int:
-    """Exact number of MGE edges, computed from the masks without building the graph."""
+    """Number of MGE edges, computed from the masks without building the graph.
+
+    Exact when no two steps or window slots can produce the same edge (``plan.may_duplicate`` is
+    false: no overlapping pooling windows, no two branches reading one partition into one
+    target); otherwise an upper bound — the count before parallel edges are merged.
+    """
     plan = plan_for(
         model,
         input_shape,
@@ -254,7 +287,7 @@ def encode(
         raise ValueError(f"weight_precision must be one of {PRECISIONS}, got {weight_precision!r}")
     if isinstance(weights, str) and weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS} or a mapping, got {weights!r}")
-    if not prunable_modules(model):
+    if not encodable_modules(model):
         raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to encode")
     label = weights if isinstance(weights, str) else "explicit"
     meta = {
@@ -282,7 +315,16 @@ def encode(
         keep_input_padding=keep_input_padding,
         identity_shortcuts=identity_shortcuts,
     )
+    # the memory guard counts first, from the masks alone, before any weight is copied
+    n_edges = count_edges(plan, layer_weights(model, masks=masks, weights="binary"), compat)
+    check_budget(n_edges, plan.n_nodes, max_edges, memory_budget)
     lw = layer_weights(model, weights=weights, weight_precision=weight_precision, masks=masks)
     return build_mge(
-        plan, lw, compat=compat, max_edges=max_edges, memory_budget=memory_budget, meta=meta
+        plan,
+        lw,
+        compat=compat,
+        max_edges=max_edges,
+        memory_budget=memory_budget,
+        meta=meta,
+        n_edges=n_edges,
     )

@@ -25,6 +25,7 @@ __all__ = [
     "GraphTooLarge",
     "count_edges",
     "build_mge",
+    "check_budget",
     "available_memory",
     "BYTES_PER_EDGE",
 ]
@@ -88,7 +89,8 @@ def _input_channel(step: ConvStep, o: np.ndarray, i: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- counting
 def count_edges(plan: Plan, weights: Mapping[str, LayerWeights], compat: str | None = None) -> int:
-    """Exact number of edges the plan yields for these masks (before merging duplicates)."""
+    """Edges the plan yields for these masks before parallel edges are merged: exact when
+    ``plan.may_duplicate`` is false, an upper bound otherwise."""
     return int(sum(_count_step(step, weights, compat) for step in plan.steps))
 
 
@@ -197,26 +199,10 @@ def _merge_duplicates(buf: _EdgeBuffer, n_nodes: int) -> int:
     return merged
 
 
-def build_mge(
-    plan: Plan,
-    weights: Mapping[str, LayerWeights],
-    *,
-    compat: str | None = None,
-    max_edges: int | None = None,
-    memory_budget: int | None = None,
-    meta: dict | None = None,
-) -> Graph:
-    """Turn a plan and per-layer kept masks/weights into a :class:`Graph`.
-
-    Raises
-    ------
-    GraphTooLarge
-        If the exact edge count exceeds ``max_edges``, or the estimated peak memory
-        (``BYTES_PER_EDGE`` per edge) exceeds ``memory_budget`` (default: 80 % of the memory
-        available now). The message gives both numbers.
-    """
-    n_nodes = plan.n_nodes
-    n_edges = count_edges(plan, weights, compat)
+def check_budget(
+    n_edges: int, n_nodes: int, max_edges: int | None, memory_budget: int | None
+) -> None:
+    """Refuse (:class:`GraphTooLarge`) an MGE over ``max_edges`` or the memory budget."""
     need = n_edges * BYTES_PER_EDGE + n_nodes * 16
     budget = int(0.8 * available_memory()) if memory_budget is None else int(memory_budget)
     if max_edges is not None and n_edges > max_edges:
@@ -230,6 +216,31 @@ def build_mge(
             f"(≈{BYTES_PER_EDGE} B/edge), more than the memory budget of {budget / 2**30:.1f} GiB; "
             "free memory, pass memory_budget=… explicitly, or encode a sparser network"
         )
+
+
+def build_mge(
+    plan: Plan,
+    weights: Mapping[str, LayerWeights],
+    *,
+    compat: str | None = None,
+    max_edges: int | None = None,
+    memory_budget: int | None = None,
+    meta: dict | None = None,
+    n_edges: int | None = None,
+) -> Graph:
+    """Turn a plan and per-layer kept masks/weights into a :class:`Graph`.
+
+    Raises
+    ------
+    GraphTooLarge
+        If the exact edge count exceeds ``max_edges``, or the estimated peak memory
+        (``BYTES_PER_EDGE`` per edge) exceeds ``memory_budget`` (default: 80 % of the memory
+        available now). The message gives both numbers.
+    """
+    n_nodes = plan.n_nodes
+    if n_edges is None:
+        n_edges = count_edges(plan, weights, compat)
+        check_budget(n_edges, n_nodes, max_edges, memory_budget)
     index_dtype = np.int32 if n_nodes < 2**31 - 1 else np.int64
     buf = _EdgeBuffer(n_edges, index_dtype)
     bases = [p.base for p in plan.partitions]
@@ -271,4 +282,5 @@ def build_mge(
         shapes=[p.shape for p in plan.partitions],
         encoding="mge",
         meta=info,
+        check=False,  # edges from the plan (oracle-tested); checking costs ~4 passes over E
     )
