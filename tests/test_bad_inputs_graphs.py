@@ -81,7 +81,11 @@ def test_memory_guard_refuses_before_building_a_large_dense_mge():
     ("make", "shape", "pattern"),
     [
         (lambda: _Recurrent(), (2, 8), r"module 'rnn' \(LSTM\).*aten\.lstm.*recurrent"),
-        (lambda: nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), (4,), r"module '1' \(LayerNorm\)"),
+        (
+            lambda: nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)),
+            (4,),
+            r"module '1' \(LayerNorm\)",
+        ),
     ],
 )
 def test_recurrent_and_mixing_layers_are_refused_naming_module_and_op(make, shape, pattern):
@@ -93,7 +97,11 @@ def test_recurrent_and_mixing_layers_are_refused_naming_module_and_op(make, shap
 class _Recurrent(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.rnn, self.fc = nn.Conv1d(2, 3, 3), nn.LSTM(3, 4, batch_first=True), nn.Linear(4, 2)
+        self.conv, self.rnn, self.fc = (
+            nn.Conv1d(2, 3, 3),
+            nn.LSTM(3, 4, batch_first=True),
+            nn.Linear(4, 2),
+        )
 
     def forward(self, x):
         out, _ = self.rnn(self.conv(x).transpose(1, 2))

@@ -85,7 +85,9 @@ class Linearised(TorchFunctionMode):
             pool = F.avg_pool2d if func in (F.max_pool2d, torch.max_pool2d) else F.avg_pool1d
             return pool(args[0], k, s, p, ceil_mode=ceil)
         if func is F.adaptive_max_pool2d:
-            return F.adaptive_avg_pool2d(args[0], args[1] if len(args) > 1 else kwargs["output_size"])
+            return F.adaptive_avg_pool2d(
+                args[0], args[1] if len(args) > 1 else kwargs["output_size"]
+            )
         if func is torch.maximum:
             return args[0] + args[1]
         return func(*args, **kwargs)
@@ -133,12 +135,16 @@ def jacobian_rows(oracle: nn.Module, shape: tuple, cut: str | None, picks: np.nd
     handles = []
     modules = dict(oracle.named_modules())
     if at is not None:
+
         def leaf(_m, _a, out):
             store["leaf"] = out.detach().requires_grad_()
             return store["leaf"]
+
         handles.append(modules[at].register_forward_hook(leaf))
     if cut is not None:
-        handles.append(modules[cut].register_forward_hook(lambda _m, _a, out: store.__setitem__("out", out)))
+        handles.append(
+            modules[cut].register_forward_hook(lambda _m, _a, out: store.__setitem__("out", out))
+        )
     try:
         with Linearised():
             logits = oracle(x)
@@ -169,19 +175,25 @@ def check_paths(name: str) -> dict:
     back = reach_back(graph.adjacency, off, np.arange(off[last], off[last + 1]))
     want = jacobian_rows(oracle, shape, None, np.arange(n_out))
     got = back[:, off[0] : off[1]]
-    assert np.array_equal(want, got), f"{name}: input → logits paths differ ({(want != got).sum()} entries)"
+    assert np.array_equal(want, got), (
+        f"{name}: input → logits paths differ ({(want != got).sum()} entries)"
+    )
     stats = {"checked": 1, "nonzero": int(want.sum()), "entries": int(want.size)}
     for p, layer in enumerate(graph.layers[1:last], start=1):
         want = jacobian_rows(oracle, shape, None, np.arange(n_out), at=layer)
         got = back[:, off[p] : off[p + 1]]
-        assert np.array_equal(want, got), f"{name}: {layer} → logits paths differ ({(want != got).sum()})"
+        assert np.array_equal(want, got), (
+            f"{name}: {layer} → logits paths differ ({(want != got).sum()})"
+        )
         stats["checked"] += 1
         if layer in merged:
             continue  # its partition is the sum of the layer and a shortcut
         picks = rng.choice(int(graph.dims[p]), size=min(12, int(graph.dims[p])), replace=False)
         want = jacobian_rows(oracle, shape, layer, picks)
         got = reach_back(graph.adjacency, off, off[p] + picks)[:, off[0] : off[1]]
-        assert np.array_equal(want, got), f"{name}: input → {layer} paths differ ({(want != got).sum()})"
+        assert np.array_equal(want, got), (
+            f"{name}: input → {layer} paths differ ({(want != got).sum()})"
+        )
         stats["checked"] += 1
         stats["nonzero"] += int(want.sum())
         stats["entries"] += int(want.size)

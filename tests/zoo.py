@@ -50,7 +50,9 @@ class Basic(nn.Module):
         self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if s != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         out = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
@@ -69,7 +71,9 @@ class Bottleneck(nn.Module):
         self.c3, self.b3 = nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if s != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         out = F.relu(self.b1(self.c1(x)))
@@ -91,7 +95,11 @@ class ResNet(nn.Module):
                     blocks.append(Basic(c, w, s))
                     c = w
                 else:
-                    blocks.append(Bottleneck(c, w // 2 if groups == 1 else w, s, groups, 4 if groups == 1 else 2))
+                    blocks.append(
+                        Bottleneck(
+                            c, w // 2 if groups == 1 else w, s, groups, 4 if groups == 1 else 2
+                        )
+                    )
                     c = (w // 2) * 4 if groups == 1 else w * 2
         self.layers = nn.Sequential(*blocks)
         self.linear = nn.Linear(c, 10)
@@ -167,7 +175,10 @@ class Dense(nn.Module):
     def __init__(self, cin: int, growth: int) -> None:
         super().__init__()
         self.b1, self.c1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, 4 * growth, 1, bias=False)
-        self.b2, self.c2 = nn.BatchNorm2d(4 * growth), nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False)
+        self.b2, self.c2 = (
+            nn.BatchNorm2d(4 * growth),
+            nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
+        )
 
     def forward(self, x):
         out = self.c2(F.relu(self.b2(self.c1(F.relu(self.b1(x))))))
@@ -185,7 +196,12 @@ class DenseNet(nn.Module):
                 c += growth
             if stage == 0:
                 out = c // 2
-                layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, out, 1, bias=False), nn.AvgPool2d(2)]
+                layers += [
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(),
+                    nn.Conv2d(c, out, 1, bias=False),
+                    nn.AvgPool2d(2),
+                ]
                 c = out
         self.features = nn.Sequential(*layers)
         self.bn, self.linear = nn.BatchNorm2d(c), nn.Linear(c, 10)
@@ -201,7 +217,11 @@ class Root(nn.Module):
 
     def __init__(self, cin: int, cout: int, residual: bool = False) -> None:
         super().__init__()
-        self.conv, self.bn, self.residual = nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), residual
+        self.conv, self.bn, self.residual = (
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            residual,
+        )
 
     def forward(self, xs):
         out = self.bn(self.conv(torch.cat(xs, 1)))
@@ -287,7 +307,9 @@ class MobileNetV2(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = _cbr(3, 8)
-        self.layers = nn.Sequential(Inverted(8, 4, 1, 1), Inverted(4, 8, 2, 2), Inverted(8, 8, 2, 1))
+        self.layers = nn.Sequential(
+            Inverted(8, 4, 1, 1), Inverted(4, 8, 2, 2), Inverted(8, 8, 2, 1)
+        )
         self.head = _cbr(8, 16, 1)
         self.linear = nn.Linear(16, 10)
 
@@ -310,7 +332,9 @@ class ShuffleSplit(nn.Module):
         self.ratio = ratio
         half = int(c * ratio)
         self.c1 = _cbr(half, half, 1)
-        self.dw = nn.Sequential(nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False), nn.BatchNorm2d(half))
+        self.dw = nn.Sequential(
+            nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False), nn.BatchNorm2d(half)
+        )
         self.c3 = _cbr(half, half, 1)
 
     def forward(self, x):
@@ -326,7 +350,11 @@ class ShuffleDown(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         mid = cout // 2
-        self.left = nn.Sequential(nn.Conv2d(cin, cin, 3, 2, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), _cbr(cin, mid, 1))
+        self.left = nn.Sequential(
+            nn.Conv2d(cin, cin, 3, 2, 1, groups=cin, bias=False),
+            nn.BatchNorm2d(cin),
+            _cbr(cin, mid, 1),
+        )
         self.right = nn.Sequential(_cbr(cin, mid, 1), nn.Conv2d(mid, mid, 3, 2, 1, groups=mid, bias=False),
                                    nn.BatchNorm2d(mid), _cbr(mid, mid, 1))  # fmt: skip
 
@@ -338,7 +366,9 @@ class ShuffleNetV2(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = _cbr(3, 8)
-        self.layers = nn.Sequential(ShuffleDown(8, 8), ShuffleSplit(8), ShuffleDown(8, 16), ShuffleSplit(16))
+        self.layers = nn.Sequential(
+            ShuffleDown(8, 8), ShuffleSplit(8), ShuffleDown(8, 16), ShuffleSplit(16)
+        )
         self.linear = nn.Linear(16, 10)
 
     def forward(self, x):
@@ -405,7 +435,9 @@ class RegBlock(nn.Module):
         self.c3, self.b3 = nn.Conv2d(cout, cout, 1, bias=False), nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if s != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         out = self.b3(self.c3(self.se(self.c2(self.c1(x)))))
@@ -432,7 +464,9 @@ class SEBasic(nn.Module):
         self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if s != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout)
+            )
         self.fc1, self.fc2 = nn.Conv2d(cout, cout // 4, 1), nn.Conv2d(cout // 4, cout, 1)
 
     def forward(self, x):
@@ -468,7 +502,9 @@ class DualPath(nn.Module):
         self.c3, self.b3 = nn.Conv2d(mid, d + dense, 1, bias=False), nn.BatchNorm2d(d + dense)
         self.shortcut = nn.Sequential()
         if first:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, d + dense, 1, s, bias=False), nn.BatchNorm2d(d + dense))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, d + dense, 1, s, bias=False), nn.BatchNorm2d(d + dense)
+            )
 
     def forward(self, x):
         out = self.b3(self.c3(self.c2(self.c1(x))))
@@ -482,7 +518,7 @@ class DPN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = _cbr(3, 8)
-        self.b1 = DualPath(8, 4, 8, 2, 1, True)   # 8 + 2 + 2 = 12 channels out
+        self.b1 = DualPath(8, 4, 8, 2, 1, True)  # 8 + 2 + 2 = 12 channels out
         self.b2 = DualPath(12, 4, 8, 2, 1, False)  # 12 + 2 = 14
         self.b3 = DualPath(14, 8, 8, 2, 2, True)  # 12
         self.linear = nn.Linear(12, 10)
@@ -511,7 +547,11 @@ class CellB(nn.Module):
     def __init__(self, cin: int, cout: int, s: int) -> None:
         super().__init__()
         self.s = s
-        self.sep1, self.sep2, self.sep3 = SepConv(cin, cout, 7, s), SepConv(cin, cout, 3, s), SepConv(cin, cout, 5, s)
+        self.sep1, self.sep2, self.sep3 = (
+            SepConv(cin, cout, 7, s),
+            SepConv(cin, cout, 3, s),
+            SepConv(cin, cout, 5, s),
+        )
         if s == 2:
             self.c1, self.b1 = nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)
         self.c2, self.b2 = nn.Conv2d(2 * cout, cout, 1, bias=False), nn.BatchNorm2d(cout)
@@ -543,7 +583,11 @@ class LeNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1, self.conv2 = nn.Conv2d(3, 4, 5), nn.Conv2d(4, 8, 5)
-        self.fc1, self.fc2, self.fc3 = nn.Linear(8 * 5 * 5, 16), nn.Linear(16, 12), nn.Linear(12, 10)
+        self.fc1, self.fc2, self.fc3 = (
+            nn.Linear(8 * 5 * 5, 16),
+            nn.Linear(16, 12),
+            nn.Linear(12, 10),
+        )
 
     def forward(self, x):
         out = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -572,7 +616,9 @@ class OptionA(nn.Module):
         self.shortcut = nn.Sequential()
         if s != 1 or cin != cout:
             p = (cout - cin) // 2
-            self.shortcut = Lambda(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p), "constant", 0))
+            self.shortcut = Lambda(
+                lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p), "constant", 0)
+            )
 
     def forward(self, x):
         out = F.relu(self.b1(self.c1(x)))
@@ -607,7 +653,9 @@ class AlexNetLike(nn.Module):
             nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
             nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
         )  # fmt: skip
-        self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(8 * 3 * 3, 16), nn.ReLU(), nn.Linear(16, 10))
+        self.classifier = nn.Sequential(
+            nn.Dropout(), nn.Linear(8 * 3 * 3, 16), nn.ReLU(), nn.Linear(16, 10)
+        )
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.features(x), 1))

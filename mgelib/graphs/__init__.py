@@ -14,17 +14,8 @@ Three layers of rules are kept apart (SPEC §5):
 3. reference compatibility, off by default: ``compat="mge-snn"`` reproduces the authors' strided
    convolution numbering defect, so that numbers can be set beside their published tables.
 
-The strided-convolution defect (``compat="mge-snn"``)
-----------------------------------------------------
-The authors' code unrolls a *strided main-path* convolution over an assumed input grid
-``H' = (Ho − 1)·s + k − 2·pad`` (31×31 instead of 32×32 and 15×15 instead of 16×16 in ResNet-20),
-numbers its sources over that grid and its targets from the *input* partition's start. Thousands
-of edges land inside the input partition and the last output nodes get no in-edges from that conv;
-on ResNet-20 at s = 0.98 source nodes go from 331 to 2,390 and r-in from 1,249 to 14,225. Every
-published MGE number of ResNet-20/32, WRN-28-2 and MobileNetV2 carries it (CONV-6 has no strides).
-We apply the same formula to any strided main-path conv whose input is an unpooled partition
-(any k, pad, s); a strided conv that reads a pooled map or the padded input keeps exact geometry
-(the authors' code has no such layer in its four models).
+The strided-convolution defect (``compat="mge-snn"``) and its formula live in
+:mod:`mgelib.graphs.compat`; every supported operation and its rule is in ``docs/operations.md``.
 
 Examples
 --------
@@ -248,11 +239,12 @@ def encode(
     Parameters
     ----------
     model : torch.nn.Module
-        Any model built from the supported operations (SPEC §5.1): Conv2d (groups 1 or depthwise),
-        Linear, max/avg/adaptive pooling, flatten, residual add, element-wise layers. Its masked
+        Any model built from the supported operations (``docs/operations.md``): Conv1d/Conv2d
+        (any groups, dilation), Linear, pooling, concatenation, slicing, shuffles, padding,
+        upsampling, residual sums, gating products, element-wise layers. Its masked
         weights are read as they are; pass the model as initialised (and masked) for
         ``weights="init"``, or the trained model with ``weights="trained"``.
-    input_shape : (C, H, W) or (F,)
+    input_shape : (C, H, W), (C, L) or (F,)
         The input of one sample (the MGE is input-aware). Not needed for the BGEs.
     encoding : {"mge", "rolled", "rolled_channel"}
     weights : {"init", "trained", "binary"} or mapping

@@ -16,9 +16,7 @@ operations has to be mapped (``docs/operations.md`` lists them and the refused o
 
 from __future__ import annotations
 
-import math
 import operator
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -294,9 +292,11 @@ class AtenBuilder(_PlanBuilder):
         kw = n.kwargs
         weight = args[1].meta["val"]
         nd = weight.dim() - 2
+
         def get(i: int, key: str, default: Any) -> Any:
             v = kw.get(key, args[i])
             return default if v is None else v
+
         if name == "convolution" or name == "_convolution":
             stride, padding, dilation = args[3], args[4], args[5]
             if args[6]:
@@ -435,7 +435,9 @@ class AtenBuilder(_PlanBuilder):
             k = np.searchsorted(np.asarray(offsets), np.maximum(idx, 0), side="right") - 1
             local = np.maximum(idx, 0) - np.asarray(offsets)[k]
             batch, elem = np.divmod(local, np.asarray(sizes)[k])
-            if not np.array_equal(batch[idx >= 0], np.broadcast_to(np.arange(_BATCH)[:, None], idx.shape)[idx >= 0]):
+            if not np.array_equal(
+                batch[idx >= 0], np.broadcast_to(np.arange(_BATCH)[:, None], idx.shape)[idx >= 0]
+            ):
                 raise UnsupportedOperation(f"{where}: the operation mixes the batch dimension")
             rows = np.where(idx[0] >= 0, starts[k[0]] + elem[0], blank)
             table = stacked[rows].reshape(*t.shape[1:], m)
@@ -450,7 +452,9 @@ class AtenBuilder(_PlanBuilder):
         src = self._nodes(self._val(n.args[0]), where)
         if src.table.ndim == 3:  # (C, L, m) → (C, 1, L, m)
             c, length, m = src.table.shape
-            return _Nodes(src.table.reshape(c, 1, length, m), src.origin, duplicates=src.duplicates), True
+            return _Nodes(
+                src.table.reshape(c, 1, length, m), src.origin, duplicates=src.duplicates
+            ), True
         if src.table.ndim != 4:
             raise UnsupportedOperation(f"{where}: pooling expects a (C, H, W) or (C, L) input")
         return src, False
@@ -519,7 +523,9 @@ class AtenBuilder(_PlanBuilder):
         src, one_d = self._as2d(n, where)
         c, h, w, m = src.table.shape
         out_t = n.meta["val"]
-        ho, wo = (1, int(out_t.shape[-1])) if one_d else (int(out_t.shape[-2]), int(out_t.shape[-1]))
+        ho, wo = (
+            (1, int(out_t.shape[-1])) if one_d else (int(out_t.shape[-2]), int(out_t.shape[-1]))
+        )
         args = list(n.args)
         align = bool(args[2]) if len(args) > 2 else False
 
@@ -539,7 +545,11 @@ class AtenBuilder(_PlanBuilder):
 
 def _seq(v: Any, nd: int) -> tuple[int, ...]:
     if isinstance(v, (list, tuple)):
-        return tuple(int(x) for x in v) if len(v) == nd or nd == 1 else tuple(int(v[0]) for _ in range(nd))
+        return (
+            tuple(int(x) for x in v)
+            if len(v) == nd or nd == 1
+            else tuple(int(v[0]) for _ in range(nd))
+        )
     return tuple(int(v) for _ in range(nd))
 
 
@@ -562,5 +572,3 @@ def _map(tree: Any, fn: Any) -> Any:
         return fn(tree)
     return tree
 
-
-_ = (math, Sequence)  # imported for type comments of helpers

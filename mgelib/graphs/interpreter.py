@@ -7,7 +7,6 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
