@@ -40,7 +40,14 @@ from torch import nn
 
 from mgelib.graphs.bge import BGE_ENCODINGS, build_bge
 from mgelib.graphs.graph import Graph, read_edgelist, to_igraph, to_networkx, write_edgelist
-from mgelib.graphs.mge import GraphTooLarge, LayerWeights, build_mge, check_budget, count_edges
+from mgelib.graphs.mge import (
+    GraphTooLarge,
+    LayerWeights,
+    build_mge,
+    check_budget,
+    count_edges,
+    exact_edges,
+)
 from mgelib.graphs.trace import Plan, UnsupportedOperation, trace_plan
 from mgelib.masks import check_masks, prunable_modules
 
@@ -116,6 +123,7 @@ def plan_for(
             input_shape,
             keep_input_padding=keep_input_padding,
             identity_shortcuts=identity_shortcuts,
+            export_key=key[:2],
         )
         _PLAN_CACHE[key] = plan
         while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
@@ -172,6 +180,8 @@ def layer_weights(
             if round_weights and weight_precision == "float16":
                 mag = mag.astype(np.float16).astype(np.float32)
         groups = int(getattr(module, "groups", 1))
+        if isinstance(module, nn.Conv1d):  # a (C, L) map is encoded as a (C, 1, L) map
+            kept_np, mag = kept_np[:, :, None, :], mag[:, :, None, :]
         out[key] = LayerWeights(kept=kept_np, weight=mag.astype(np.float32), groups=groups)
     return out
 
@@ -205,11 +215,11 @@ def estimate_edges(
     compat: str | None = None,
     masks: Mapping[str, torch.Tensor] | None = None,
 ) -> int:
-    """Number of MGE edges, computed from the masks without building the graph.
+    """Exact number of MGE edges (after parallel edges are merged), without building the graph.
 
-    Exact when no two steps or window slots can produce the same edge (``plan.may_duplicate`` is
-    false: no overlapping pooling windows, no two branches reading one partition into one
-    target); otherwise an upper bound — the count before parallel edges are merged.
+    From the masks alone when no two steps or window slots can produce the same edge; when they
+    can (overlapping pooling windows, two branches reading one partition into one target), each
+    target partition's edge keys are generated and their distinct values counted.
     """
     plan = plan_for(
         model,
@@ -217,7 +227,7 @@ def estimate_edges(
         keep_input_padding=keep_input_padding,
         identity_shortcuts=identity_shortcuts,
     )
-    return count_edges(plan, layer_weights(model, masks=masks, weights="binary"), compat)
+    return exact_edges(plan, layer_weights(model, masks=masks, weights="binary"), compat)
 
 
 def encode(

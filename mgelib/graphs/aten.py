@@ -441,7 +441,11 @@ class AtenBuilder(_PlanBuilder):
                 raise UnsupportedOperation(f"{where}: the operation mixes the batch dimension")
             rows = np.where(idx[0] >= 0, starts[k[0]] + elem[0], blank)
             table = stacked[rows].reshape(*t.shape[1:], m)
-            return _Nodes(table=table, origin=max(x.origin for x in inputs), duplicates=dup)
+            used = rows[rows != blank]
+            repeats = used.size != np.unique(used).size  # expand, upsampling, reflect padding
+            return _Nodes(
+                table=table, origin=max(x.origin for x in inputs), duplicates=dup or repeats
+            )
 
         if isinstance(out, torch.Tensor):
             return table_of(out)
@@ -571,4 +575,3 @@ def _map(tree: Any, fn: Any) -> Any:
     if hasattr(tree, "op"):
         return fn(tree)
     return tree
-

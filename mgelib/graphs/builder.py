@@ -116,6 +116,9 @@ class _PlanBuilder:
     def _union(self, values: list[_Nodes]) -> _Nodes:
         parts = [self._parts_of(v.table) for v in values]
         overlap = sum(len(p) for p in parts) != len(set().union(*parts))
+        shape = np.broadcast_shapes(*(v.table.shape[:-1] for v in values))
+        # a broadcast operand (an SE gate) is read at many positions of one conv window
+        overlap = overlap or any(v.table.shape[:-1] != shape for v in values)
         return _Nodes(
             table=union_tables([v.table for v in values]),
             origin=max(v.origin for v in values),
@@ -138,7 +141,9 @@ class _PlanBuilder:
             if a.out_shape != b.out_shape:
                 raise UnsupportedOperation(f"{where}: residual add of different shapes")
             main, short = (a, b) if self._is_main(a, b) else (b, a)
-            same_source = main.main.source.origin == short.main.source.origin
+            same_source = main.main.source.origin == short.main.source.origin or bool(
+                self._pending_parents(main) & self._pending_parents(short)
+            )
             return _Pending(
                 main=main.main,
                 extras=main.extras + [short.main] + short.extras,
@@ -157,11 +162,13 @@ class _PlanBuilder:
                 # that conv's edges (a 1×1 shortcut conv and the identity of the same input).
                 origins = {r.source.origin for r in [pending.main, *pending.extras]}
                 origins |= {i.origin for i in pending.identities}
+                read = self._pending_parents(pending)
+                shared = nodes.origin in origins or bool(self._parts_of(nodes.table) & read)
                 return _Pending(
                     main=pending.main,
                     extras=pending.extras,
                     identities=pending.identities + [nodes],
-                    duplicates=pending.duplicates or nodes.origin in origins,
+                    duplicates=pending.duplicates or shared,
                 )
             a, b = self._materialise(pending), nodes
         if not (isinstance(a, _Nodes) and isinstance(b, _Nodes)):

@@ -24,6 +24,7 @@ __all__ = [
     "LayerWeights",
     "GraphTooLarge",
     "count_edges",
+    "exact_edges",
     "build_mge",
     "check_budget",
     "available_memory",
@@ -183,20 +184,68 @@ def _emit_identity(step: IdentityStep, base_out: int, buf: _EdgeBuffer) -> None:
     buf.add(src[valid], tgt[valid], np.ones(int(valid.sum()), np.float32))
 
 
-def _merge_duplicates(buf: _EdgeBuffer, n_nodes: int) -> int:
-    """Merge parallel edges, keeping the largest |w| (so every edge weight is one real weight's
-    magnitude). Only needed when pooling windows overlap or two branches read one partition."""
+def _merged_csr(buf: _EdgeBuffer, n_nodes: int) -> tuple[sp.csr_array, int]:
+    """CSR of the buffer with parallel edges merged, keeping the largest |w| (so every edge
+    weight is one real weight's magnitude): one sort of the int64 keys ``src·V + tgt``, a
+    ``maximum.reduceat`` per key, and the CSR arrays read straight off the sorted keys."""
     key = buf.src.astype(np.int64) * n_nodes + buf.tgt.astype(np.int64)
-    order = np.lexsort((-buf.w, key))
-    key_sorted = key[order]
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = key_sorted[1:] != key_sorted[:-1]
-    keep = order[first]
-    merged = int(order.size - keep.size)
-    if merged:
-        buf.src, buf.tgt, buf.w = buf.src[keep], buf.tgt[keep], buf.w[keep]
-        buf.n = keep.size
-    return merged
+    order = np.argsort(key)
+    key = key[order]
+    first = np.ones(key.size, dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(first)
+    w = np.maximum.reduceat(buf.w[order], starts) if starts.size else buf.w[:0]
+    del order
+    key = key[starts]
+    src, tgt = np.divmod(key, n_nodes)
+    index_dtype = buf.src.dtype
+    indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n_nodes), out=indptr[1:])
+    adjacency = sp.csr_array(
+        (w.astype(np.float32), tgt.astype(index_dtype), indptr.astype(index_dtype)),
+        shape=(n_nodes, n_nodes),
+    )
+    adjacency.has_sorted_indices = True
+    return adjacency, int(buf.n - key.size)
+
+
+def _emit_step(step, weights, bases, compat, buf) -> bool:  # noqa: ANN001
+    """Emit one step's edges into ``buf``; whether it used the authors' strided numbering."""
+    base_out = bases[step.target]
+    if isinstance(step, IdentityStep):
+        _emit_identity(step, base_out, buf)
+        return False
+    lw = weights[step.param]
+    if step.kind == "linear":
+        _emit_linear(step, lw, base_out, buf)
+    elif compat_rule.applies(step, compat):
+        compat_rule.emit(step, _taps_by_offset(step, lw), bases[step.plain_input], buf.add)
+        return True
+    else:
+        _emit_conv(step, lw, base_out, buf)
+    return False
+
+
+def exact_edges(plan: Plan, weights: Mapping[str, LayerWeights], compat: str | None = None) -> int:
+    """Exact number of MGE edges after parallel edges are merged. Equal to :func:`count_edges`
+    unless ``plan.may_duplicate``; then each target partition's edges are generated (keys
+    only, one partition at a time) and their distinct keys counted."""
+    if not plan.may_duplicate:
+        return count_edges(plan, weights, compat)
+    bases = [p.base for p in plan.partitions]
+    by_target: dict[int, list] = {}
+    for step in plan.steps:
+        by_target.setdefault(step.target, []).append(step)
+    total = 0
+    for steps in by_target.values():
+        n = sum(_count_step(step, weights, compat) for step in steps)
+        buf = _EdgeBuffer(n, np.int64)
+        for step in steps:
+            _emit_step(step, weights, bases, compat, buf)
+        key = buf.src * plan.n_nodes + buf.tgt
+        key.sort()
+        total += int(key.size and 1 + np.count_nonzero(key[1:] != key[:-1]))
+    return total
 
 
 def check_budget(
@@ -244,27 +293,18 @@ def build_mge(
     index_dtype = np.int32 if n_nodes < 2**31 - 1 else np.int64
     buf = _EdgeBuffer(n_edges, index_dtype)
     bases = [p.base for p in plan.partitions]
-    compat_layers: list[str] = []
-    for step in plan.steps:
-        base_out = bases[step.target]
-        if isinstance(step, IdentityStep):
-            _emit_identity(step, base_out, buf)
-            continue
-        lw = weights[step.param]
-        if step.kind == "linear":
-            _emit_linear(step, lw, base_out, buf)
-        elif compat_rule.applies(step, compat):
-            compat_rule.emit(step, _taps_by_offset(step, lw), bases[step.plain_input], buf.add)
-            compat_layers.append(step.layer)
-        else:
-            _emit_conv(step, lw, base_out, buf)
+    compat_layers = [
+        step.layer for step in plan.steps if _emit_step(step, weights, bases, compat, buf)
+    ]
     if buf.n != n_edges:  # pragma: no cover - the count and the build share their geometry
         raise RuntimeError(f"internal error: counted {n_edges} edges but built {buf.n}")
-    merged = _merge_duplicates(buf, n_nodes) if plan.may_duplicate else 0
-    adjacency = sp.csr_array((buf.w, (buf.src, buf.tgt)), shape=(n_nodes, n_nodes))
-    if adjacency.nnz != buf.n:  # scipy summed parallel edges the plan did not foresee
-        merged = _merge_duplicates(buf, n_nodes)
+    merged = 0
+    if plan.may_duplicate:
+        adjacency, merged = _merged_csr(buf, n_nodes)
+    else:
         adjacency = sp.csr_array((buf.w, (buf.src, buf.tgt)), shape=(n_nodes, n_nodes))
+        if adjacency.nnz != buf.n:  # scipy summed parallel edges the plan did not foresee
+            adjacency, merged = _merged_csr(buf, n_nodes)
     del buf
     adjacency.sort_indices()
     info = dict(meta or {})

@@ -23,6 +23,7 @@ edge per position). Partitions are numbered in forward execution order of their 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,8 +52,12 @@ def trace_plan(
     *,
     keep_input_padding: bool = True,
     identity_shortcuts: bool = False,
+    export_key: Any = None,
 ) -> Plan:
     """Trace ``model`` on a dummy input of ``input_shape`` and return its MGE plan.
+
+    ``export_key`` (the architecture's fingerprint and the shape) caches the ATen export, which
+    does not depend on the encoding options.
 
     :func:`torch.fx.symbolic_trace` is tried first (tens of milliseconds); a model it cannot
     trace, or that uses an operation its interpreter does not map, is traced at the ATen level by
@@ -74,7 +79,11 @@ def trace_plan(
             return _trace_fx(model, input_shape, keep_input_padding, identity_shortcuts)
         except _NotForFx:
             pass
-    return _trace_aten(model, input_shape, keep_input_padding, identity_shortcuts)
+    return _trace_aten(model, input_shape, keep_input_padding, identity_shortcuts, export_key)
+
+
+_EXPORTS: OrderedDict[Any, Any] = OrderedDict()
+_EXPORTS_SIZE = 4
 
 
 class _NotForFx(Exception):
@@ -82,9 +91,19 @@ class _NotForFx(Exception):
 
 
 def _trace_aten(
-    model: nn.Module, input_shape: tuple[int, ...], keep_input_padding: bool, identity: bool
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    keep_input_padding: bool,
+    identity: bool,
+    export_key: Any = None,
 ) -> Plan:
-    program = export_program(model, input_shape)
+    program = _EXPORTS.get(export_key) if export_key is not None else None
+    if program is None:
+        program = export_program(model, input_shape)
+        if export_key is not None:
+            _EXPORTS[export_key] = program
+            while len(_EXPORTS) > _EXPORTS_SIZE:
+                _EXPORTS.popitem(last=False)
     builder = AtenBuilder(program, model, keep_input_padding, identity)
     builder.run()
     return _finalise(builder, input_shape, keep_input_padding, identity)
