@@ -140,10 +140,13 @@ def layer_weights(
     weight_precision: str = "float16",
     masks: Mapping[str, torch.Tensor] | None = None,
     round_weights: bool = True,
+    magnitudes: bool = True,
 ) -> dict[str, LayerWeights]:
     """Kept pattern and ``|w|`` of every prunable layer, keyed by parameter name.
 
-    The kept pattern is, in order of preference: ``masks`` when given, the module's
+    With ``magnitudes=False`` only the kept patterns are read (``weight`` is None), which is
+    what counting edges needs. The kept pattern is, in order of preference: ``masks`` when given,
+    the module's
     ``weight_mask`` buffer (set by :func:`mgelib.masks.apply_masks` or
     :mod:`torch.nn.utils.prune`), else ``weight != 0``.
     """
@@ -154,18 +157,23 @@ def layer_weights(
     for name, module in encodable_modules(model).items():
         key = f"{name}.weight"
         w = explicit[key] if explicit is not None and key in explicit else _current_weight(module)
-        w = w.detach().to("cpu", torch.float32)
         if masks is not None and key in masks:
             kept = masks[key].detach().to("cpu", torch.bool)
         elif isinstance(getattr(module, "weight_mask", None), torch.Tensor):
             kept = module.weight_mask.detach().to("cpu", torch.bool)
         else:
-            kept = w != 0
+            kept = w.detach().cpu() != 0
+        w = w.detach().to("cpu", torch.float32) if magnitudes else w
         if tuple(kept.shape) != tuple(w.shape):
             raise ValueError(
                 f"mask of {key!r} has shape {tuple(kept.shape)}, weight {tuple(w.shape)}"
             )
         kept_np = kept.numpy()
+        if not magnitudes:  # the kept patterns alone (edge counting), no weight copy
+            groups = int(getattr(module, "groups", 1))
+            kept_np = kept_np[:, :, None, :] if isinstance(module, nn.Conv1d) else kept_np
+            out[key] = LayerWeights(kept=kept_np, weight=None, groups=groups)
+            continue
         if weights == "binary":
             mag = kept_np.astype(np.float32)
         else:
@@ -318,7 +326,7 @@ def encode(
         identity_shortcuts=identity_shortcuts,
     )
     # the memory guard counts first, from the masks alone, before any weight is copied
-    n_edges = count_edges(plan, layer_weights(model, masks=masks, weights="binary"), compat)
+    n_edges = count_edges(plan, layer_weights(model, masks=masks, magnitudes=False), compat)
     check_budget(n_edges, plan.n_nodes, max_edges, memory_budget)
     lw = layer_weights(model, weights=weights, weight_precision=weight_precision, masks=masks)
     return build_mge(

@@ -48,7 +48,7 @@ class LayerWeights:
     """Kept pattern and edge weights of one layer."""
 
     kept: np.ndarray  # bool, the weight's shape
-    weight: np.ndarray  # float32 |w| (or 1 for binary), same shape
+    weight: np.ndarray | None  # float32 |w| (or 1 for binary), same shape; None: count only
     groups: int = 1  # conv groups (1, or in_channels for a depthwise conv)
 
 
