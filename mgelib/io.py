@@ -307,10 +307,20 @@ def provenance(device: str | None = None) -> dict[str, Any]:
 def record_stage(
     run_dir: str | os.PathLike, stage: str, params: Mapping[str, Any], device: str | None = None
 ) -> None:
-    """Store the parameters a stage used and its provenance in the run folder."""
+    """Store the parameters a stage used and its provenance in the run folder.
+
+    A model or pruner given by a spec (``mymodels:tiny_vgg``) adds ``specs`` to the provenance:
+    the spec, its run-folder label, its source file and that file's sha256.
+    """
+    from mgelib.specs import describe
+
     run_dir = Path(run_dir)
     update_json(run_dir / "params.json", stage, dict(params))
-    update_json(run_dir / "provenance.json", stage, provenance(device))
+    prov = provenance(device)
+    user = describe(params)
+    if user:
+        prov["specs"] = user
+    update_json(run_dir / "provenance.json", stage, prov)
 
 
 # --------------------------------------------------------------------------- completion

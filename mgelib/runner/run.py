@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mgelib import io
-from mgelib.notebooks import run_notebook
-from mgelib.runner.grid import RunStatus, stages_for
+from mgelib.notebooks import load_profile, run_notebook
+from mgelib.runner.grid import RunStatus, grid_names, stages_for, user_pythonpath
 
 __all__ = ["run_one", "run_chunk", "stage_params"]
 
@@ -58,12 +58,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stage_params(spec: io.RunSpec, run_dir: Path) -> dict[str, Any]:
-    """The per-run parameters every pipeline notebook takes."""
+def stage_params(
+    spec: io.RunSpec, run_dir: Path, profile: str | Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The per-run parameters every pipeline notebook takes; a model or pruner label of the
+    profile's grid is passed as the name or spec it stands for."""
+    names = grid_names(load_profile(profile).get("grid") or {}, check=False) if profile else {}
     return {
-        "model": spec.model,
+        "model": names.get("model", {}).get(spec.model, spec.model),
         "dataset": spec.dataset,
-        "pruner": spec.pruner,
+        "pruner": names.get("pruner", {}).get(spec.pruner, spec.pruner),
         "sparsity": spec.sparsity,
         "seed": spec.seed,
         "run_dir": str(run_dir),
@@ -88,10 +92,12 @@ def run_one(
         if not locked:
             return RunStatus(spec, "locked", log=str(run_dir / ".lock"))
         (run_dir / "error.txt").unlink(missing_ok=True)
-        for stage in stages:
-            if not force and io.stage_done(run_dir, stage, executed=True):
-                continue
-            run_notebook(stage, stage_params(spec, run_dir), profile, output_dir=run_dir)
+        prof = load_profile(profile)
+        with user_pythonpath(prof):
+            for stage in stages:
+                if not force and io.stage_done(run_dir, stage, executed=True):
+                    continue
+                run_notebook(stage, stage_params(spec, run_dir, prof), prof, output_dir=run_dir)
     return RunStatus(spec, "done", seconds=time.perf_counter() - t0)
 
 

@@ -24,6 +24,7 @@ from mgelib.runner.grid import (
     _sigterm_as_interrupt,
     expand_grid,
     pending_runs,
+    prepare_profile,
     run_complete,
 )
 from mgelib.runner.run import TaskFn, _guarded, run_chunk, run_one
@@ -92,7 +93,7 @@ def run_grid(
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
-    prof = load_profile(profile)
+    prof = prepare_profile(load_profile(profile))  # user specs made portable to the workers
     if "grid" not in prof:
         raise ValueError(f"profile {prof['name']!r} has no 'grid' section")
     root = io.grid_root(prof["name"], root)
