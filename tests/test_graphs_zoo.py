@@ -205,7 +205,13 @@ def test_zoo_model_encodes_and_passes_the_path_oracle(name):
     assert 0 < stats["nonzero"] < stats["entries"], "the Jacobians must be neither empty nor full"
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+#: Models where parallel edges arise (overlapping pools, SE broadcast, shared-source roots).
+_FAST = {"alexnet_like", "senet18", "dla", "googlenet", "resnet20_option_a"}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in _FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(ZOO)]
+)
 def test_zoo_model_encodes_with_paper_conventions(name):
     """Default options (input padding kept, identity shortcuts not encoded) and compat mode
     encode too; without identity edges the graph has at most as many edges; ``estimate_edges``
@@ -237,7 +243,14 @@ def _hash(graph) -> str:
     return hashlib.sha256(s.tobytes() + t.tobytes() + w.tobytes()).hexdigest()
 
 
-@pytest.mark.parametrize("name", ["mobilenet", "vgg", "alexnet_like"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alexnet_like",
+        pytest.param("mobilenet", marks=pytest.mark.slow),
+        pytest.param("vgg", marks=pytest.mark.slow),
+    ],
+)
 def test_fx_and_aten_paths_give_identical_graphs(name):
     """The fast fx path and the ATen path agree on models both handle."""
     from mgelib.graphs import layer_weights
