@@ -219,16 +219,30 @@ def load_run_model(
     """
     import warnings
 
+    from mgelib.errors import MissingRunFileError
     from mgelib.masks import apply_masks
     from mgelib.models import build
 
     run_dir = Path(run_dir)
-    res = io.read_table(run_dir / "result.parquet").iloc[0]
     name = {"init": "init.pt", "trained": "model.pt"}.get(weights)
     if name is None:
         raise ValueError(f"weights must be 'init' or 'trained', got {weights!r}")
     if mask_state not in ("init", "final"):
         raise ValueError(f"mask_state must be 'init' or 'final', got {mask_state!r}")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"run folder {run_dir} does not exist; pass the run_dir of a run trained by "
+            "10_prune_and_train (or leave run_dir empty to use the profile's grid)"
+        )
+    # init.pt may be absent from an imported network (model.pt is read instead, below).
+    weights_file = name if name == "model.pt" or not (run_dir / "model.pt").is_file() else None
+    for product in ("result.parquet", "masks.npz", weights_file):
+        if product is not None and not (run_dir / product).is_file():
+            raise MissingRunFileError(
+                f"run folder {run_dir} has no {product}: 10_prune_and_train has not finished "
+                "there (or was killed); run it for this run first"
+            )
+    res = io.read_table(run_dir / "result.parquet").iloc[0]
     if name == "init.pt" and not (run_dir / name).exists() and (run_dir / "model.pt").exists():
         recorded = io.read_json(run_dir / "params.json", default={}) or {}
         if "15_import_networks" in recorded:
@@ -352,10 +366,15 @@ def reproduce(
     workers: int | None = None,
     force: bool = False,
     progress: bool | None = None,
+    lock_timeout_s: float | None = 3600.0,
 ) -> dict[str, Path]:
     """Run a profile end to end: its grid (finished runs skipped), then the analysis notebooks.
 
-    Returns the executed notebooks by stem. A killed call can simply be started again.
+    Returns the executed notebooks by stem. A killed call can simply be started again. Runs
+    locked by another process (a second ``invoke reproduce`` on the same grid) are waited for, up
+    to ``lock_timeout_s`` seconds (``None``: no limit) with a progress line every minute; the
+    analysis notebooks run only on a complete grid, otherwise a
+    :class:`~mgelib.errors.GridIncompleteError` names the runs still missing.
     """
     from mgelib.notebooks import load_profile, notebook_parameters, run_notebook
     from mgelib.runner import run_grid
@@ -364,6 +383,7 @@ def reproduce(
     report = run_grid(prof, executor=executor, workers=workers, force=force, progress=progress)
     print(report.summary())
     report.raise_for_failures()
+    report = _complete_grid(prof, report, lock_timeout_s, executor, workers, progress)
     out: dict[str, Path] = {}
     reports = paths.reports_dir() / prof["name"]
     for stem in prof.get("analysis", ANALYSIS_NOTEBOOKS):
@@ -379,3 +399,39 @@ def reproduce(
         out[stem] = run_notebook(stem, params, prof, output_dir=reports / stem)
         print(f"{stem}: {time.perf_counter() - t0:.0f} s → {out[stem]}")
     return out
+
+
+def _complete_grid(prof, report, lock_timeout_s, executor, workers, progress):  # noqa: ANN001, ANN202
+    """Wait for the runs another process holds, run those it left unfinished, and refuse to go on
+    (``GridIncompleteError``) while any run of the grid is missing: an analysis of an incomplete
+    grid would silently drop networks."""
+    from mgelib.errors import GridIncompleteError
+    from mgelib.runner import run_grid
+    from mgelib.runner.grid import expand_grid, pending_runs
+    from mgelib.runner.run import lock_owner, wait_for_locked
+
+    specs = expand_grid(prof["grid"])
+    for attempt in range(2):
+        missing = pending_runs(specs, report.root)
+        if not missing:
+            return report
+        still_locked = wait_for_locked(missing, report.root, timeout_s=lock_timeout_s)
+        if still_locked or attempt == 1:
+            break
+        # The other process released them: run whatever it left unfinished (killed, failed).
+        report = run_grid(prof, executor=executor, workers=workers, progress=progress)
+        print(report.summary())
+        report.raise_for_failures()
+    missing = pending_runs(specs, report.root)
+    lines = []
+    for spec in missing[:10]:
+        owner = lock_owner(spec.dir(report.root))
+        lines.append(f"  {spec}: " + (f"locked by {owner}" if owner else "not finished"))
+    raise GridIncompleteError(
+        f"{len(missing)} of {len(specs)} runs of profile {prof['name']!r} are not finished "
+        f"under {report.root}, so the analysis notebooks were not run:\n"
+        + "\n".join(lines)
+        + ("\n  …" if len(missing) > 10 else "")
+        + "\nAnother `invoke reproduce` (or a SLURM job) may still be running them: rerun when "
+        "it has finished, or raise lock_timeout_s to wait longer."
+    )

@@ -40,7 +40,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from torch import nn
@@ -50,6 +50,8 @@ from mgelib.pruning.core import (
     DATA_FREE,
     DATA_PRUNERS,
     apportion,
+    check_options,
+    check_seed,
     first_batch,
     kept_count,
     masks_from_scores,
@@ -57,7 +59,7 @@ from mgelib.pruning.core import (
     require_data,
 )
 from mgelib.pruning.random import er, erk, layer_counts, layer_densities, uniform
-from mgelib.pruning.report import layer_report, path_connected
+from mgelib.pruning.report import layer_report, path_connected, warn_collapse
 from mgelib.pruning.saliency import (
     grasp,
     grasp_scores,
@@ -84,6 +86,7 @@ __all__ = [
     "apportion",
     "layer_report",
     "path_connected",
+    "warn_collapse",
     "snip",
     "grasp",
     "synflow",
@@ -207,13 +210,33 @@ def prune(
     check_pruner(name)
     base, transforms = specs.split_transforms(name)
     s, _ = prepare(model, sparsity)
+    seed = check_seed(seed)
+    if base in PRUNERS:
+        check_options(base, PRUNERS[base], kwargs)
     if s == 0.0:
         return dense_masks(model)
     masks = _base_masks(base, model, s, data=data, seed=seed, input_shape=input_shape, **kwargs)
     for transform in transforms:  # only "shuffle" today (vocabulary.PRUNER_TRANSFORMS)
         if transform == "shuffle":
             masks = shuffle(masks, seed=seed)
+    # Layer collapse (SPEC §4) keeps the result meaningful but worth knowing: warn, naming them.
+    shape = _probe_shape(input_shape, data)
+    warn_collapse(model, masks, shape, source=f"{name} at sparsity {s:g}", stacklevel=2)
     return masks
+
+
+def _probe_shape(input_shape: Sequence[int] | None, data: Any) -> Sequence[int] | None:
+    """``input_shape``, else one input's shape from ``data`` when reading it again is harmless
+    (a batch or a re-iterable loader, not a one-shot iterator); ``None`` if unknown."""
+    if input_shape is not None or data is None or isinstance(data, Iterator):
+        return input_shape
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):  # a shuffling loader must not move the caller's RNG
+            return tuple(first_batch(data)[0].shape[1:])
+    except (ValueError, TypeError):
+        return None
 
 
 def _base_masks(
@@ -236,8 +259,8 @@ def _base_masks(
         )
     if name in DATA_PRUNERS:
         require_data(name, data)
-        return PRUNERS[name](model, s, data, seed=seed, **kwargs)
-    if name == "synflow":
+        masks = PRUNERS[name](model, s, data, seed=seed, **kwargs)
+    elif name == "synflow":
         if input_shape is None:
             if data is None:
                 raise ValueError(
@@ -245,5 +268,7 @@ def _base_masks(
                     "(3, 32, 32)) or data to infer it from"
                 )
             input_shape = tuple(first_batch(data)[0].shape[1:])
-        return synflow(model, s, input_shape=input_shape, seed=seed, **kwargs)
-    return PRUNERS[name](model, s, seed=seed, **kwargs)
+        masks = synflow(model, s, input_shape=input_shape, seed=seed, **kwargs)
+    else:
+        masks = PRUNERS[name](model, s, seed=seed, **kwargs)
+    return masks

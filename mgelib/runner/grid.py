@@ -30,6 +30,7 @@ __all__ = [
     "pending_runs",
     "run_complete",
     "stages_for",
+    "check_profile",
 ]
 
 PIPELINE = ("10_prune_and_train", "20_graph_metrics")
@@ -222,7 +223,27 @@ def expand_grid(grid: Mapping[str, Any]) -> list[io.RunSpec]:
         raise ValueError(f"unknown grid keys {unknown}; a grid has {sorted(known)}")
     datasets = _as_list(grid.get("datasets"))
     sparsities = [check_sparsity(s) for s in _as_list(grid.get("sparsities"))]
-    seeds = [int(s) for s in _as_list(grid.get("seeds", [0]))]
+    seeds = _as_list(grid.get("seeds", [0]))
+    if not seeds:
+        raise ValueError("the grid's seeds list is empty; give at least one seed, e.g. seeds: [0]")
+    bad_seeds = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
+    if bad_seeds:
+        raise ValueError(f"grid seeds must be integers, got {bad_seeds}")
+    dense = grid.get("dense", True)
+    if not isinstance(dense, bool):
+        raise ValueError(
+            f"grid key 'dense' must be true or false, got {dense!r} ({type(dense).__name__}); "
+            "a quoted 'false' would count as true"
+        )
+    dup = sorted(
+        {
+            str(v)
+            for v in _as_list(grid.get("pruners"))
+            if _as_list(grid.get("pruners")).count(v) > 1
+        }
+    )
+    if dup:
+        raise ValueError(f"the grid lists pruner(s) {dup} twice")
     for name, values in (
         ("model", grid.get("models")),
         ("dataset", datasets),
@@ -241,7 +262,7 @@ def expand_grid(grid: Mapping[str, Any]) -> list[io.RunSpec]:
     for model in models:
         for dataset in datasets:
             for seed in seeds:
-                if grid.get("dense", True):
+                if dense:
                     specs.append(io.RunSpec(model, dataset, "dense", 0.0, seed))
                 for pruner in pruners:
                     for s in sparsities:
@@ -281,6 +302,81 @@ def run_complete(
     with ``executed``, the executed notebook of each (what a notebook run leaves last)."""
     wanted = stages_for(spec) if stages is None else [s for s in stages if s in stages_for(spec)]
     return io.run_done(spec.dir(root), wanted, executed=executed)
+
+
+#: Top-level sections of a profile YAML, and the keys of its ``executor`` section.
+PROFILE_SECTIONS = (
+    "name",
+    "description",
+    "grid",
+    "executor",
+    "notebooks",
+    "slurm",
+    "analysis",
+    "pythonpath",
+)
+EXECUTOR_KEYS = ("workers", "timeout_min")
+
+
+def check_profile(prof: Mapping[str, Any], *, allow_unknown: bool = False) -> None:
+    """Refuse a profile with an unknown section, an unknown ``executor`` key, a bad worker count,
+    a ``notebooks`` entry for a notebook that does not exist or a notebook parameter that
+    notebook does not declare — before any run starts, not after hours of grid.
+    ``allow_unknown`` lets other sections through (a custom ``task`` may read its own).
+
+    Examples
+    --------
+    >>> check_profile({"name": "x", "grid": {}, "notebook": {}})
+    Traceback (most recent call last):
+    ...
+    ValueError: profile 'x': unknown section(s) ['notebook'] (did you mean 'notebooks'?); a profile has name, description, grid, executor, notebooks, slurm, analysis, pythonpath
+    """
+    import difflib
+
+    from mgelib.notebooks import check_params, list_notebooks
+
+    name = prof.get("name", "custom")
+    unknown = [k for k in prof if k not in PROFILE_SECTIONS]
+    if unknown and not allow_unknown:
+        close = difflib.get_close_matches(str(unknown[0]), PROFILE_SECTIONS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"profile {name!r}: unknown section(s) {unknown}{hint}; a profile has "
+            f"{', '.join(PROFILE_SECTIONS)}"
+        )
+    for section in ("grid", "executor", "notebooks", "slurm"):
+        value = prof.get(section)
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(
+                f"profile {name!r}: section {section!r} must be a mapping of key: value, got "
+                f"{type(value).__name__} {value!r}"
+            )
+    executor = prof.get("executor") or {}
+    bad = [k for k in executor if k not in EXECUTOR_KEYS]
+    if bad:
+        raise ValueError(f"profile {name!r}: unknown executor key(s) {bad}; use {EXECUTOR_KEYS}")
+    for key in EXECUTOR_KEYS:
+        v = executor.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(
+                f"profile {name!r}: executor.{key} must be a positive integer, got {v!r}"
+            )
+    stems = list_notebooks()
+    analysis = prof.get("analysis")
+    for stem in [*(prof.get("notebooks") or {}), *(analysis or [])]:
+        if stem not in stems:
+            close = difflib.get_close_matches(str(stem), stems, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"profile {name!r}: no notebook {stem!r}{hint}; notebooks are {', '.join(stems)}"
+            )
+    for stem, params in (prof.get("notebooks") or {}).items():
+        if params is not None and not isinstance(params, Mapping):
+            raise ValueError(
+                f"profile {name!r}: notebooks.{stem} must be a mapping of parameter: value, got "
+                f"{params!r}"
+            )
+        check_params(stem, params or {})
 
 
 # --------------------------------------------------------------------------- waiting

@@ -22,6 +22,7 @@ from mgelib.runner.grid import (
     _advance,
     _bar,
     _sigterm_as_interrupt,
+    check_profile,
     expand_grid,
     pending_runs,
     prepare_profile,
@@ -93,7 +94,9 @@ def run_grid(
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
-    prof = prepare_profile(load_profile(profile))  # user specs made portable to the workers
+    prof = load_profile(profile)
+    check_profile(prof, allow_unknown=task is not None)  # a custom task may read its own keys
+    prof = prepare_profile(prof)  # user specs made portable to the workers
     if "grid" not in prof:
         raise ValueError(f"profile {prof['name']!r} has no 'grid' section")
     root = io.grid_root(prof["name"], root)
