@@ -19,12 +19,14 @@ from mgelib import models
 from mgelib.graphs import (
     encode,
     estimate_edges,
+    layer_weights,
     plan_for,
     read_edgelist,
     to_igraph,
     to_networkx,
     write_edgelist,
 )
+from mgelib.graphs.mge import count_edges
 from mgelib.graphs.trace import trace_plan
 from mgelib.masks import apply_masks, prunable_modules
 from mgelib.pruning import erk
@@ -367,7 +369,8 @@ def test_overlapping_pool_windows_merge_parallel_edges_keeping_the_largest_weigh
     with torch.no_grad():
         net[3].weight.copy_(torch.tensor([[0.5, -2.0, 0.25, 1.0]]))
     graph = encode(net, (1, 3, 3), weight_precision="float32")
-    assert estimate_edges(net, (1, 3, 3)) == 9 + 16
+    # estimate_edges is exact after merging (issue 17; it used to count the 9 + 16 raw edges)
+    assert estimate_edges(net, (1, 3, 3)) == graph.n_edges == 9 + 9
     assert graph.meta["merged_duplicate_edges"] == 7
     off = graph.offsets
     block = graph.adjacency[off[1] : off[2], off[2] :].toarray().ravel()
@@ -400,8 +403,10 @@ def test_identity_and_conv_shortcut_on_one_add_merge_parallel_edges():
     net = _DoubleShortcut()
     shape = (2, 4, 4)
     graph = encode(net, shape, identity_shortcuts=True, weight_precision="float32")
-    raw = estimate_edges(net, shape, identity_shortcuts=True)
+    plan = plan_for(net, shape, identity_shortcuts=True)
+    raw = count_edges(plan, layer_weights(net, weights="binary"))  # before merging
     assert graph.meta["merged_duplicate_edges"] == raw - graph.n_edges
+    assert estimate_edges(net, shape, identity_shortcuts=True) == graph.n_edges  # exact
     allowed = {1.0} | {
         float(v) for m in prunable_modules(net).values() for v in m.weight.detach().abs().flatten()
     }

@@ -14,17 +14,8 @@ Three layers of rules are kept apart (method §5):
 3. reference compatibility, off by default: ``compat="mge-snn"`` reproduces the authors' strided
    convolution numbering defect, so that numbers can be set beside their published tables.
 
-The strided-convolution defect (``compat="mge-snn"``)
-----------------------------------------------------
-The authors' code unrolls a *strided main-path* convolution over an assumed input grid
-``H' = (Ho − 1)·s + k − 2·pad`` (31×31 instead of 32×32 and 15×15 instead of 16×16 in ResNet-20),
-numbers its sources over that grid and its targets from the *input* partition's start. Thousands
-of edges land inside the input partition and the last output nodes get no in-edges from that conv;
-on ResNet-20 at s = 0.98 source nodes go from 331 to 2,390 and r-in from 1,249 to 14,225. Every
-published MGE number of ResNet-20/32, WRN-28-2 and MobileNetV2 carries it (CONV-6 has no strides).
-We apply the same formula to any strided main-path conv whose input is an unpooled partition
-(any k, pad, s); a strided conv that reads a pooled map or the padded input keeps exact geometry
-(the authors' code has no such layer in its four models).
+The strided-convolution defect (``compat="mge-snn"``) and its formula live in
+:mod:`mgelib.graphs.compat`; every supported operation and its rule is in ``docs/operations.md``.
 
 Examples
 --------
@@ -49,7 +40,14 @@ from torch import nn
 
 from mgelib.graphs.bge import BGE_ENCODINGS, build_bge
 from mgelib.graphs.graph import Graph, read_edgelist, to_igraph, to_networkx, write_edgelist
-from mgelib.graphs.mge import GraphTooLarge, LayerWeights, build_mge, count_edges
+from mgelib.graphs.mge import (
+    GraphTooLarge,
+    LayerWeights,
+    build_mge,
+    check_budget,
+    count_edges,
+    exact_edges,
+)
 from mgelib.graphs.trace import Plan, UnsupportedOperation, trace_plan
 from mgelib.masks import check_masks, prunable_modules
 
@@ -58,6 +56,7 @@ __all__ = [
     "plan_for",
     "estimate_edges",
     "layer_weights",
+    "encodable_modules",
     "Graph",
     "GraphTooLarge",
     "UnsupportedOperation",
@@ -124,6 +123,7 @@ def plan_for(
             input_shape,
             keep_input_padding=keep_input_padding,
             identity_shortcuts=identity_shortcuts,
+            export_key=key[:2],
         )
         _PLAN_CACHE[key] = plan
         while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
@@ -140,10 +140,13 @@ def layer_weights(
     weight_precision: str = "float16",
     masks: Mapping[str, torch.Tensor] | None = None,
     round_weights: bool = True,
+    magnitudes: bool = True,
 ) -> dict[str, LayerWeights]:
     """Kept pattern and ``|w|`` of every prunable layer, keyed by parameter name.
 
-    The kept pattern is, in order of preference: ``masks`` when given, the module's
+    With ``magnitudes=False`` only the kept patterns are read (``weight`` is None), which is
+    what counting edges needs. The kept pattern is, in order of preference: ``masks`` when given,
+    the module's
     ``weight_mask`` buffer (set by :func:`mgelib.masks.apply_masks` or
     :mod:`torch.nn.utils.prune`), else ``weight != 0``.
     """
@@ -151,30 +154,64 @@ def layer_weights(
         masks = check_masks(model, masks)  # bool CPU tensors, numpy accepted
     explicit = weights if isinstance(weights, Mapping) else None
     out: dict[str, LayerWeights] = {}
-    for name, module in prunable_modules(model).items():
+    for name, module in encodable_modules(model).items():
         key = f"{name}.weight"
-        w = explicit[key] if explicit is not None and key in explicit else module.weight
-        w = w.detach().to("cpu", torch.float32)
-        if masks is not None:
+        w = explicit[key] if explicit is not None and key in explicit else _current_weight(module)
+        if masks is not None and key in masks:
             kept = masks[key].detach().to("cpu", torch.bool)
         elif isinstance(getattr(module, "weight_mask", None), torch.Tensor):
             kept = module.weight_mask.detach().to("cpu", torch.bool)
         else:
-            kept = w != 0
+            kept = w.detach().cpu() != 0
+        w = w.detach().to("cpu", torch.float32) if magnitudes else w
         if tuple(kept.shape) != tuple(w.shape):
             raise ValueError(
                 f"mask of {key!r} has shape {tuple(kept.shape)}, weight {tuple(w.shape)}"
             )
         kept_np = kept.numpy()
+        if not magnitudes:  # the kept patterns alone (edge counting), no weight copy
+            groups = int(getattr(module, "groups", 1))
+            kept_np = kept_np[:, :, None, :] if isinstance(module, nn.Conv1d) else kept_np
+            out[key] = LayerWeights(kept=kept_np, weight=None, groups=groups)
+            continue
         if weights == "binary":
             mag = kept_np.astype(np.float32)
         else:
             mag = np.abs(w.numpy()) * kept_np
+            bad = ~np.isfinite(mag)
+            if bad.any():
+                raise ValueError(
+                    f"weight {key!r} has {int(bad.sum()):,} NaN/inf kept entries (e.g. at index "
+                    f"{tuple(int(v) for v in np.argwhere(bad)[0])}); the MGE needs finite |w|: "
+                    "check the training run or pass weights='binary'"
+                )
             if round_weights and weight_precision == "float16":
                 mag = mag.astype(np.float16).astype(np.float32)
         groups = int(getattr(module, "groups", 1))
+        if isinstance(module, nn.Conv1d):  # a (C, L) map is encoded as a (C, 1, L) map
+            kept_np, mag = kept_np[:, :, None, :], mag[:, :, None, :]
         out[key] = LayerWeights(kept=kept_np, weight=mag.astype(np.float32), groups=groups)
     return out
+
+
+def encodable_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers the MGE gives edges: every prunable module (Conv2d, Linear) and Conv1d."""
+    out = dict(prunable_modules(model))
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv1d) and name not in out:
+            out[name] = m
+    return out
+
+
+def _current_weight(module: nn.Module) -> torch.Tensor:
+    """The weight the next forward will use. With :mod:`torch.nn.utils.prune` that is
+    ``weight_orig * weight_mask``: ``module.weight`` is refreshed only by the forward pre-hook,
+    so after an optimiser step or ``load_state_dict`` it is stale."""
+    orig = getattr(module, "weight_orig", None)
+    mask = getattr(module, "weight_mask", None)
+    if isinstance(orig, torch.Tensor) and isinstance(mask, torch.Tensor):
+        return orig * mask
+    return module.weight
 
 
 def estimate_edges(
@@ -186,14 +223,19 @@ def estimate_edges(
     compat: str | None = None,
     masks: Mapping[str, torch.Tensor] | None = None,
 ) -> int:
-    """Exact number of MGE edges, computed from the masks without building the graph."""
+    """Exact number of MGE edges (after parallel edges are merged), without building the graph.
+
+    From the masks alone when no two steps or window slots can produce the same edge; when they
+    can (overlapping pooling windows, two branches reading one partition into one target), each
+    target partition's edge keys are generated and their distinct values counted.
+    """
     plan = plan_for(
         model,
         input_shape,
         keep_input_padding=keep_input_padding,
         identity_shortcuts=identity_shortcuts,
     )
-    return count_edges(plan, layer_weights(model, masks=masks, weights="binary"), compat)
+    return exact_edges(plan, layer_weights(model, masks=masks, weights="binary"), compat)
 
 
 def encode(
@@ -215,11 +257,12 @@ def encode(
     Parameters
     ----------
     model : torch.nn.Module
-        Any model built from the supported operations (method §5.1): Conv2d (groups 1 or depthwise),
-        Linear, max/avg/adaptive pooling, flatten, residual add, element-wise layers. Its masked
+        Any model built from the supported operations (``docs/operations.md``): Conv1d/Conv2d
+        (any groups, dilation), Linear, pooling, concatenation, slicing, shuffles, padding,
+        upsampling, residual sums, gating products, element-wise layers. Its masked
         weights are read as they are; pass the model as initialised (and masked) for
         ``weights="init"``, or the trained model with ``weights="trained"``.
-    input_shape : (C, H, W) or (F,)
+    input_shape : (C, H, W), (C, L) or (F,)
         The input of one sample (the MGE is input-aware). Not needed for the BGEs.
     encoding : {"mge", "rolled", "rolled_channel"}
     weights : {"init", "trained", "binary"} or mapping
@@ -254,7 +297,7 @@ def encode(
         raise ValueError(f"weight_precision must be one of {PRECISIONS}, got {weight_precision!r}")
     if isinstance(weights, str) and weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS} or a mapping, got {weights!r}")
-    if not prunable_modules(model):
+    if not encodable_modules(model):
         raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to encode")
     label = weights if isinstance(weights, str) else "explicit"
     meta = {
@@ -282,7 +325,16 @@ def encode(
         keep_input_padding=keep_input_padding,
         identity_shortcuts=identity_shortcuts,
     )
+    # the memory guard counts first, from the masks alone, before any weight is copied
+    n_edges = count_edges(plan, layer_weights(model, masks=masks, magnitudes=False), compat)
+    check_budget(n_edges, plan.n_nodes, max_edges, memory_budget)
     lw = layer_weights(model, weights=weights, weight_precision=weight_precision, masks=masks)
     return build_mge(
-        plan, lw, compat=compat, max_edges=max_edges, memory_budget=memory_budget, meta=meta
+        plan,
+        lw,
+        compat=compat,
+        max_edges=max_edges,
+        memory_budget=memory_budget,
+        meta=meta,
+        n_edges=n_edges,
     )

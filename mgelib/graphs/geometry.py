@@ -18,6 +18,7 @@ __all__ = [
     "_adaptive_windows",
     "_gather_windows",
     "_compact",
+    "pool_table",
 ]
 
 
@@ -76,3 +77,28 @@ def _compact(table: np.ndarray) -> np.ndarray:
     if keep.all():
         return table
     return table[..., keep]
+
+
+def pool_table(
+    table: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    ceil_mode: bool,
+) -> tuple[np.ndarray, bool]:
+    """Index table of a (max or average) pooled map: each pooled element stands for every node of
+    its window (padding slots are ``-1``, then compacted); also whether windows overlap."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    c, h, w, m = table.shape
+    ho = _pool_out(h, kh, sh, ph, ceil_mode)
+    wo = _pool_out(w, kw, sw, pw, ceil_mode)
+    need_h = (ho - 1) * sh + kh
+    need_w = (wo - 1) * sw + kw
+    padded = np.full((c, max(need_h, h + 2 * ph), max(need_w, w + 2 * pw), m), -1, np.int64)
+    padded[:, ph : ph + h, pw : pw + w, :] = table
+    parts = [
+        padded[:, a : a + sh * (ho - 1) + 1 : sh, b : b + sw * (wo - 1) + 1 : sw, :]
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    return _compact(np.concatenate(parts, axis=-1)), sh < kh or sw < kw

@@ -64,6 +64,7 @@ class Graph:
     shapes: Sequence[tuple[int, ...]]
     encoding: str = "mge"
     meta: dict[str, Any] = field(default_factory=dict)
+    check: bool = field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.dims = np.asarray(self.dims, dtype=np.int64)
@@ -77,6 +78,41 @@ class Graph:
         for d, s in zip(self.dims, self.shapes):
             if int(np.prod(s)) != int(d):
                 raise ValueError(f"partition shape {s} does not hold {d} nodes")
+        if self.check:
+            self._check_edges()
+
+    def _check_edges(self) -> None:
+        """Refuse negative or non-finite weights, self-loops and edges inside one partition
+        (an MGE joins distinct layers). Graphs built with ``compat="mge-snn"`` (or
+        ``meta["allow_intra_partition_edges"]``) keep the authors' intra-partition edges."""
+        data = self.adjacency.data
+        if data.size and not (np.isfinite(data).all() and data.min() >= 0):
+            bad = np.flatnonzero(~np.isfinite(data) | (data < 0))[0]
+            src, tgt, _ = self.edges()
+            raise ValueError(
+                f"edge {int(src[bad])} → {int(tgt[bad])} has weight {data[bad]}: edge weights "
+                "must be finite and ≥ 0 (|w|)"
+            )
+        src, tgt, _ = self.edges()
+        loops = np.flatnonzero(src == tgt)
+        if loops.size:
+            raise ValueError(f"node {int(src[loops[0]])} has a self-loop ({loops.size:,} in all)")
+        allowed = self.meta.get("compat") == "mge-snn" or self.meta.get(
+            "allow_intra_partition_edges", False
+        )
+        if allowed or len(self.dims) < 2:
+            return
+        off = self.offsets
+        part = np.searchsorted(off, src, side="right") - 1
+        intra = np.flatnonzero((tgt >= off[part]) & (tgt < off[part + 1]))
+        if intra.size:
+            e = intra[0]
+            raise ValueError(
+                f"edge {int(src[e])} → {int(tgt[e])} joins two nodes of partition {int(part[e])} "
+                f"({self.layers[int(part[e])]!r}; {intra.size:,} such edges): MGE edges join "
+                "distinct partitions (only compat='mge-snn' graphs keep the authors' intra-"
+                "partition edges)"
+            )
 
     # ------------------------------------------------------------------ basic facts
     @property

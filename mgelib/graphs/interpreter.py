@@ -7,17 +7,17 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from mgelib.graphs.builder import _PlanBuilder
 from mgelib.graphs.geometry import _conv_padding, _pair
 from mgelib.graphs.layer_ops import _LayerOps
-from mgelib.graphs.plan import Partition, UnsupportedOperation
+from mgelib.graphs.plan import UnsupportedOperation
 from mgelib.graphs.pool_ops import _PoolingOps
-from mgelib.graphs.values import _Nodes, _Pending, _Record
+from mgelib.graphs.values import _Nodes, _Pending
 
 __all__ = ["_Interpreter"]
 
@@ -95,7 +95,7 @@ _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 _RESHAPE_METHODS = {"view", "reshape", "flatten"}
 
 
-class _Interpreter(_LayerOps, _PoolingOps, fx.Interpreter):
+class _Interpreter(_PlanBuilder, _LayerOps, _PoolingOps, fx.Interpreter):
     """Runs the traced module on a real dummy input and, node by node, derives index tables."""
 
     def __init__(
@@ -105,45 +105,10 @@ class _Interpreter(_LayerOps, _PoolingOps, fx.Interpreter):
         identity_shortcuts: bool,
     ) -> None:
         super().__init__(gm)
+        self._init_builder(keep_input_padding, identity_shortcuts)
         self.values: dict[fx.Node, Any] = {}
-        self.partitions: list[Partition] = []
-        self.steps: list[tuple[_Record, int, str] | tuple[_Nodes, int]] = []
-        self.keep_input_padding = keep_input_padding
-        self.identity_shortcuts = identity_shortcuts
         self.modules = dict(gm.named_modules())
         self.param_owner = {id(p): n for n, p in gm.named_parameters()}
-        self.order = 0
-        self.next_id = 0
-        self.may_duplicate = False
-        self.notes: list[str] = []
-
-    # -- partitions ---------------------------------------------------------------
-    def _new_partition(self, layer: str, shape: tuple[int, ...], order: int) -> _Nodes:
-        size = int(np.prod(shape))
-        base = self.next_id
-        self.next_id += size
-        index = len(self.partitions)
-        self.partitions.append(Partition(layer=layer, shape=shape, base=base, order=order))
-        table = (base + np.arange(size, dtype=np.int64)).reshape(*shape, 1)
-        return _Nodes(table=table, origin=index, plain=index)
-
-    def _materialise(self, value: Any) -> Any:
-        if not isinstance(value, _Pending):
-            return value
-        if value.nodes is not None:
-            return value.nodes
-        rec = value.main
-        nodes = self._new_partition(rec.layer, rec.out_shape, rec.order)
-        target = nodes.plain
-        self.steps.append((rec, target, "main"))
-        for extra in value.extras:
-            self.steps.append((extra, target, "shortcut"))
-        for ident in value.identities:
-            self.steps.append((ident, target))
-        if value.duplicates:
-            self.may_duplicate = True
-        value.nodes = nodes
-        return nodes
 
     # -- fx hooks -----------------------------------------------------------------
     def run_node(self, n: fx.Node) -> Any:
@@ -290,9 +255,3 @@ class _Interpreter(_LayerOps, _PoolingOps, fx.Interpreter):
             return a
 
         fx.node.map_arg(arg, visit)
-
-    def _nodes(self, x: Any, where: str) -> _Nodes:
-        x = self._materialise(x)
-        if not isinstance(x, _Nodes):
-            raise UnsupportedOperation(f"{where}: its input does not come from the model input")
-        return x

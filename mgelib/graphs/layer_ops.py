@@ -55,6 +55,7 @@ class _LayerOps:
             kernel=_pair(module.kernel_size),
             padding=_pair(_conv_padding(module, name)),
             depthwise_multiplier=multiplier,
+            groups=int(module.groups),
         )
 
     def _linear(
@@ -123,57 +124,8 @@ class _LayerOps:
         return self._conv(n, owner_name, owner, x, result)
 
     def _add(self, n: fx.Node, where: str) -> Any:
-        operands = [self._arg(a) for a in n.args[:2]]
-        tensors = [v for v in operands if v is not None]
-        if len(tensors) == 1:
-            return tensors[0]  # tensor + constant
-        a, b = tensors
-        if isinstance(a, _Pending) and isinstance(b, _Pending):
-            if a.out_shape != b.out_shape:
-                raise UnsupportedOperation(f"{where}: residual add of different shapes")
-            main, short = (a, b) if self._is_main(a, b) else (b, a)
-            same_source = main.main.source.origin == short.main.source.origin
-            return _Pending(
-                main=main.main,
-                extras=main.extras + [short.main] + short.extras,
-                identities=main.identities + short.identities,
-                duplicates=main.duplicates or short.duplicates or same_source,
-            )
-        if isinstance(a, _Pending) or isinstance(b, _Pending):
-            pending, nodes = (a, b) if isinstance(a, _Pending) else (b, a)
-            if not isinstance(nodes, _Nodes):
-                raise UnsupportedOperation(f"{where}: cannot add these operands")
-            if nodes.table.shape[:-1] != pending.out_shape:
-                raise UnsupportedOperation(
-                    f"{where}: identity shortcut of shape {nodes.table.shape[:-1]} added to an "
-                    f"output of shape {pending.out_shape}"
-                )
-            if not self.identity_shortcuts:
-                return pending  # paper convention: identity shortcuts add no edges
-            # An identity from a partition that a conv of this sum also reads can duplicate
-            # that conv's edges (a 1×1 shortcut conv and the identity of the same input).
-            origins = {r.source.origin for r in [pending.main, *pending.extras]}
-            origins |= {i.origin for i in pending.identities}
-            return _Pending(
-                main=pending.main,
-                extras=pending.extras,
-                identities=pending.identities + [nodes],
-                duplicates=pending.duplicates or nodes.origin in origins,
-            )
-        raise UnsupportedOperation(
-            f"{where}: residual add of two tensors with no conv/linear layer between them and the "
-            "add; the MGE has no partition to attach it to"
-        )
-
-    @staticmethod
-    def _is_main(a: _Pending, b: _Pending) -> bool:
-        """The main path is fed by the later partition (the block's inner one); ties go to the
-        larger kernel, then to the first operand."""
-        if a.main.source.origin != b.main.source.origin:
-            return a.main.source.origin > b.main.source.origin
-        ka = a.main.kernel[0] * a.main.kernel[1]
-        kb = b.main.kernel[0] * b.main.kernel[1]
-        return ka >= kb
+        a, b = (self._arg(v) for v in n.args[:2])
+        return self._add_values(a, b, where)
 
     def _scalar_arith(self, n: fx.Node, where: str) -> Any:
         tensors = [self._arg(a) for a in n.args[:2] if self._arg(a) is not None]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from mgelib.graphs import compat as compat_rule
 from mgelib.graphs.graph import Graph
 from mgelib.graphs.trace import ConvStep, IdentityStep, Plan
 
@@ -23,7 +24,9 @@ __all__ = [
     "LayerWeights",
     "GraphTooLarge",
     "count_edges",
+    "exact_edges",
     "build_mge",
+    "check_budget",
     "available_memory",
     "BYTES_PER_EDGE",
 ]
@@ -45,7 +48,7 @@ class LayerWeights:
     """Kept pattern and edge weights of one layer."""
 
     kept: np.ndarray  # bool, the weight's shape
-    weight: np.ndarray  # float32 |w| (or 1 for binary), same shape
+    weight: np.ndarray | None  # float32 |w| (or 1 for binary), same shape; None: count only
     groups: int = 1  # conv groups (1, or in_channels for a depthwise conv)
 
 
@@ -66,41 +69,29 @@ def available_memory() -> int:
 
 # --------------------------------------------------------------------------- geometry helpers
 def _conv_slice(step: ConvStep, a: int, b: int) -> np.ndarray:
+    """The input table positions that kernel offset ``(a, b)`` reads, one per output position:
+    row ``y_o·s + a·d`` of the padded table (stride ``s``, dilation ``d``)."""
     _, ho, wo = step.out_shape
     sh, sw = step.stride
-    return step.table[:, a : a + sh * (ho - 1) + 1 : sh, b : b + sw * (wo - 1) + 1 : sw, :]
+    dh, dw = step.dilation
+    y0, x0 = a * dh, b * dw
+    return step.table[:, y0 : y0 + sh * (ho - 1) + 1 : sh, x0 : x0 + sw * (wo - 1) + 1 : sw, :]
 
 
 def _input_channel(step: ConvStep, o: np.ndarray, i: np.ndarray) -> np.ndarray:
-    return o // step.depthwise_multiplier if step.depthwise_multiplier else i
-
-
-def _compat_strided(step: ConvStep, compat: str | None) -> bool:
-    """method §5.1 reference compatibility: the authors' code mis-numbers strided main-path convs."""
-    return (
-        compat == "mge-snn"
-        and step.kind == "conv"
-        and step.role == "main"
-        and step.stride != (1, 1)
-        and step.plain_input is not None
-    )
-
-
-def _compat_axes(step: ConvStep) -> tuple[int, int, list[np.ndarray], list[np.ndarray]]:
-    """The authors' assumed input grid H' = (Ho − 1)·s + k − 2·pad and, per kernel offset, the
-    output rows/cols whose read position falls inside it."""
-    _, ho, wo = step.out_shape
-    (sh, sw), (kh, kw), (ph, pw) = step.stride, step.kernel, step.padding
-    hp = (ho - 1) * sh + kh - 2 * ph
-    wp = (wo - 1) * sw + kw - 2 * pw
-    rows = [np.arange(ho) * sh - ph + a for a in range(kh)]
-    cols = [np.arange(wo) * sw - pw + b for b in range(kw)]
-    return hp, wp, rows, cols
+    """Input channel read by tap ``(o, i)``: channel ``i`` of output channel ``o``'s group (block
+    diagonal; ``groups = C_in`` is depthwise, ``o // multiplier``)."""
+    if step.groups == 1:
+        return i
+    c_out = step.out_shape[0]
+    c_in = step.table.shape[0]
+    return (o // (c_out // step.groups)) * (c_in // step.groups) + i
 
 
 # --------------------------------------------------------------------------- counting
 def count_edges(plan: Plan, weights: Mapping[str, LayerWeights], compat: str | None = None) -> int:
-    """Exact number of edges the plan yields for these masks (before merging duplicates)."""
+    """Edges the plan yields for these masks before parallel edges are merged: exact when
+    ``plan.may_duplicate`` is false, an upper bound otherwise."""
     return int(sum(_count_step(step, weights, compat) for step in plan.steps))
 
 
@@ -112,21 +103,17 @@ def _count_step(step: ConvStep | IdentityStep, weights: Mapping[str, LayerWeight
         per_input = (step.table >= 0).sum(axis=1)  # (F_in,)
         return int((kept.sum(axis=0).astype(np.int64) * per_input).sum())
     kh, kw = step.kernel
-    if _compat_strided(step, compat):
-        hp, wp, rows, cols = _compat_axes(step)
-        ny = np.array([((r >= 0) & (r < hp)).sum() for r in rows])
-        nx = np.array([((c >= 0) & (c < wp)).sum() for c in cols])
-        taps = kept.sum(axis=(0, 1)).astype(np.int64)  # (kh, kw)
-        return int((taps * ny[:, None] * nx[None, :]).sum())
+    if compat_rule.applies(step, compat):
+        return compat_rule.count(step, kept)
     c_in = step.table.shape[0]
     per = np.empty((c_in, kh, kw), dtype=np.int64)
     for a in range(kh):
         for b in range(kw):
             per[:, a, b] = (_conv_slice(step, a, b) >= 0).sum(axis=(1, 2, 3))
-    if step.depthwise_multiplier:
-        o = np.arange(kept.shape[0])
-        return int((kept[:, 0].astype(np.int64) * per[o // step.depthwise_multiplier]).sum())
-    return int((kept.sum(axis=0).astype(np.int64) * per).sum())
+    if step.groups == 1:
+        return int((kept.sum(axis=0).astype(np.int64) * per).sum())
+    o, i = np.meshgrid(np.arange(kept.shape[0]), np.arange(kept.shape[1]), indexing="ij")
+    return int((kept.astype(np.int64) * per[_input_channel(step, o, i)]).sum())
 
 
 # --------------------------------------------------------------------------- building
@@ -175,26 +162,6 @@ def _emit_conv(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer
             buf.add(src[valid], tgt[valid], w[valid])
 
 
-def _emit_conv_compat(step: ConvStep, lw: LayerWeights, base_in: int, buf: _EdgeBuffer) -> None:
-    """The authors' strided-conv numbering (method §5.1, reference compatibility): sources laid out
-    over an H'×W' grid and targets offset from the *input* partition's start."""
-    c_in = step.in_shape[0]
-    _, ho, wo = step.out_shape
-    hp, wp, rows, cols = _compat_axes(step)
-    tgt_base = base_in + c_in * hp * wp
-    for a, b, o, ig, wv in _taps_by_offset(step, lw):
-        p = np.flatnonzero((rows[a] >= 0) & (rows[a] < hp))
-        q = np.flatnonzero((cols[b] >= 0) & (cols[b] < wp))
-        if p.size == 0 or q.size == 0:
-            continue
-        local_src = (rows[a][p][:, None] * wp + cols[b][q][None, :]).ravel()  # (P·Q,)
-        local_tgt = (p[:, None] * wo + q[None, :]).ravel()
-        src = base_in + ig[:, None] * (hp * wp) + local_src[None, :]
-        tgt = tgt_base + o[:, None] * (ho * wo) + local_tgt[None, :]
-        w = np.broadcast_to(wv[:, None], src.shape)
-        buf.add(src.ravel(), tgt.ravel(), w.ravel())
-
-
 def _emit_linear(step: ConvStep, lw: LayerWeights, base_out: int, buf: _EdgeBuffer) -> None:
     o, i = np.nonzero(lw.kept)
     wv = lw.weight[o, i]
@@ -217,42 +184,74 @@ def _emit_identity(step: IdentityStep, base_out: int, buf: _EdgeBuffer) -> None:
     buf.add(src[valid], tgt[valid], np.ones(int(valid.sum()), np.float32))
 
 
-def _merge_duplicates(buf: _EdgeBuffer, n_nodes: int) -> int:
-    """Merge parallel edges, keeping the largest |w| (so every edge weight is one real weight's
-    magnitude). Only needed when pooling windows overlap or two branches read one partition."""
+def _merged_csr(buf: _EdgeBuffer, n_nodes: int) -> tuple[sp.csr_array, int]:
+    """CSR of the buffer with parallel edges merged, keeping the largest |w| (so every edge
+    weight is one real weight's magnitude): one sort of the int64 keys ``src·V + tgt``, a
+    ``maximum.reduceat`` per key, and the CSR arrays read straight off the sorted keys."""
     key = buf.src.astype(np.int64) * n_nodes + buf.tgt.astype(np.int64)
-    order = np.lexsort((-buf.w, key))
-    key_sorted = key[order]
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = key_sorted[1:] != key_sorted[:-1]
-    keep = order[first]
-    merged = int(order.size - keep.size)
-    if merged:
-        buf.src, buf.tgt, buf.w = buf.src[keep], buf.tgt[keep], buf.w[keep]
-        buf.n = keep.size
-    return merged
+    order = np.argsort(key)
+    key = key[order]
+    first = np.ones(key.size, dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(first)
+    w = np.maximum.reduceat(buf.w[order], starts) if starts.size else buf.w[:0]
+    del order
+    key = key[starts]
+    src, tgt = np.divmod(key, n_nodes)
+    index_dtype = buf.src.dtype
+    indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n_nodes), out=indptr[1:])
+    adjacency = sp.csr_array(
+        (w.astype(np.float32), tgt.astype(index_dtype), indptr.astype(index_dtype)),
+        shape=(n_nodes, n_nodes),
+    )
+    adjacency.has_sorted_indices = True
+    return adjacency, int(buf.n - key.size)
 
 
-def build_mge(
-    plan: Plan,
-    weights: Mapping[str, LayerWeights],
-    *,
-    compat: str | None = None,
-    max_edges: int | None = None,
-    memory_budget: int | None = None,
-    meta: dict | None = None,
-) -> Graph:
-    """Turn a plan and per-layer kept masks/weights into a :class:`Graph`.
+def _emit_step(step, weights, bases, compat, buf) -> bool:  # noqa: ANN001
+    """Emit one step's edges into ``buf``; whether it used the authors' strided numbering."""
+    base_out = bases[step.target]
+    if isinstance(step, IdentityStep):
+        _emit_identity(step, base_out, buf)
+        return False
+    lw = weights[step.param]
+    if step.kind == "linear":
+        _emit_linear(step, lw, base_out, buf)
+    elif compat_rule.applies(step, compat):
+        compat_rule.emit(step, _taps_by_offset(step, lw), bases[step.plain_input], buf.add)
+        return True
+    else:
+        _emit_conv(step, lw, base_out, buf)
+    return False
 
-    Raises
-    ------
-    GraphTooLarge
-        If the exact edge count exceeds ``max_edges``, or the estimated peak memory
-        (``BYTES_PER_EDGE`` per edge) exceeds ``memory_budget`` (default: 80 % of the memory
-        available now). The message gives both numbers.
-    """
-    n_nodes = plan.n_nodes
-    n_edges = count_edges(plan, weights, compat)
+
+def exact_edges(plan: Plan, weights: Mapping[str, LayerWeights], compat: str | None = None) -> int:
+    """Exact number of MGE edges after parallel edges are merged. Equal to :func:`count_edges`
+    unless ``plan.may_duplicate``; then each target partition's edges are generated (keys
+    only, one partition at a time) and their distinct keys counted."""
+    if not plan.may_duplicate:
+        return count_edges(plan, weights, compat)
+    bases = [p.base for p in plan.partitions]
+    by_target: dict[int, list] = {}
+    for step in plan.steps:
+        by_target.setdefault(step.target, []).append(step)
+    total = 0
+    for steps in by_target.values():
+        n = sum(_count_step(step, weights, compat) for step in steps)
+        buf = _EdgeBuffer(n, np.int64)
+        for step in steps:
+            _emit_step(step, weights, bases, compat, buf)
+        key = buf.src * plan.n_nodes + buf.tgt
+        key.sort()
+        total += int(key.size and 1 + np.count_nonzero(key[1:] != key[:-1]))
+    return total
+
+
+def check_budget(
+    n_edges: int, n_nodes: int, max_edges: int | None, memory_budget: int | None
+) -> None:
+    """Refuse (:class:`GraphTooLarge`) an MGE over ``max_edges`` or the memory budget."""
     need = n_edges * BYTES_PER_EDGE + n_nodes * 16
     budget = int(0.8 * available_memory()) if memory_budget is None else int(memory_budget)
     if max_edges is not None and n_edges > max_edges:
@@ -266,30 +265,46 @@ def build_mge(
             f"(≈{BYTES_PER_EDGE} B/edge), more than the memory budget of {budget / 2**30:.1f} GiB; "
             "free memory, pass memory_budget=… explicitly, or encode a sparser network"
         )
+
+
+def build_mge(
+    plan: Plan,
+    weights: Mapping[str, LayerWeights],
+    *,
+    compat: str | None = None,
+    max_edges: int | None = None,
+    memory_budget: int | None = None,
+    meta: dict | None = None,
+    n_edges: int | None = None,
+) -> Graph:
+    """Turn a plan and per-layer kept masks/weights into a :class:`Graph`.
+
+    Raises
+    ------
+    GraphTooLarge
+        If the exact edge count exceeds ``max_edges``, or the estimated peak memory
+        (``BYTES_PER_EDGE`` per edge) exceeds ``memory_budget`` (default: 80 % of the memory
+        available now). The message gives both numbers.
+    """
+    n_nodes = plan.n_nodes
+    if n_edges is None:
+        n_edges = count_edges(plan, weights, compat)
+        check_budget(n_edges, n_nodes, max_edges, memory_budget)
     index_dtype = np.int32 if n_nodes < 2**31 - 1 else np.int64
     buf = _EdgeBuffer(n_edges, index_dtype)
     bases = [p.base for p in plan.partitions]
-    compat_layers: list[str] = []
-    for step in plan.steps:
-        base_out = bases[step.target]
-        if isinstance(step, IdentityStep):
-            _emit_identity(step, base_out, buf)
-            continue
-        lw = weights[step.param]
-        if step.kind == "linear":
-            _emit_linear(step, lw, base_out, buf)
-        elif _compat_strided(step, compat):
-            _emit_conv_compat(step, lw, bases[step.plain_input], buf)
-            compat_layers.append(step.layer)
-        else:
-            _emit_conv(step, lw, base_out, buf)
+    compat_layers = [
+        step.layer for step in plan.steps if _emit_step(step, weights, bases, compat, buf)
+    ]
     if buf.n != n_edges:  # pragma: no cover - the count and the build share their geometry
         raise RuntimeError(f"internal error: counted {n_edges} edges but built {buf.n}")
-    merged = _merge_duplicates(buf, n_nodes) if plan.may_duplicate else 0
-    adjacency = sp.csr_array((buf.w, (buf.src, buf.tgt)), shape=(n_nodes, n_nodes))
-    if adjacency.nnz != buf.n:  # scipy summed parallel edges the plan did not foresee
-        merged = _merge_duplicates(buf, n_nodes)
+    merged = 0
+    if plan.may_duplicate:
+        adjacency, merged = _merged_csr(buf, n_nodes)
+    else:
         adjacency = sp.csr_array((buf.w, (buf.src, buf.tgt)), shape=(n_nodes, n_nodes))
+        if adjacency.nnz != buf.n:  # scipy summed parallel edges the plan did not foresee
+            adjacency, merged = _merged_csr(buf, n_nodes)
     del buf
     adjacency.sort_indices()
     info = dict(meta or {})
@@ -307,4 +322,5 @@ def build_mge(
         shapes=[p.shape for p in plan.partitions],
         encoding="mge",
         meta=info,
+        check=False,  # edges from the plan (oracle-tested); checking costs ~4 passes over E
     )

@@ -1,7 +1,7 @@
 """The MGE *plan*: its partitions and the conv/linear and identity steps that give its edges.
 
 A plan depends only on the architecture and the input shape; :func:`mgelib.graphs.trace.trace_plan`
-builds it from a :mod:`torch.fx` trace and :mod:`mgelib.graphs.mge` turns it into edges.
+builds it from a :mod:`torch.fx` or ATen trace and :mod:`mgelib.graphs.mge` turns it into edges.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class ConvStep:
     depthwise_multiplier: int = 0  # 0 = dense conv; k = depthwise with k outputs per input channel
     plain_input: int | None = None  # input partition index when the table is that partition, as is
     in_shape: tuple[int, ...] = ()  # unpadded input element shape (C_in, H, W) / (F,)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1  # conv groups: output channel o reads the input channels of its group
 
 
 @dataclass

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
 
-from mgelib.graphs.geometry import _adaptive_windows, _compact, _gather_windows, _pair, _pool_out
+from mgelib.graphs.geometry import _adaptive_windows, _gather_windows, _pair, pool_table
 from mgelib.graphs.plan import UnsupportedOperation
 from mgelib.graphs.values import _BATCH, _Nodes
 
@@ -50,23 +49,8 @@ class _PoolingOps:
         dilation = _pair(getattr(module, "dilation", (kwargs or {}).get("dilation", 1)))
         if dilation != (1, 1):
             raise UnsupportedOperation(f"{where}: dilated pooling is not supported")
-        c, h, w, m = src.table.shape
-        ho = _pool_out(h, kh, sh, ph, ceil_mode)
-        wo = _pool_out(w, kw, sw, pw, ceil_mode)
-        need_h = (ho - 1) * sh + kh
-        need_w = (wo - 1) * sw + kw
-        padded = np.full((c, max(need_h, h + 2 * ph), max(need_w, w + 2 * pw), m), -1, np.int64)
-        padded[:, ph : ph + h, pw : pw + w, :] = src.table
-        parts = [
-            padded[:, a : a + sh * (ho - 1) + 1 : sh, b : b + sw * (wo - 1) + 1 : sw, :]
-            for a in range(kh)
-            for b in range(kw)
-        ]
-        table = np.concatenate(parts, axis=-1)
-        overlap = sh < kh or sw < kw
-        return _Nodes(
-            table=_compact(table), origin=src.origin, duplicates=src.duplicates or overlap
-        )
+        table, overlap = pool_table(src.table, (kh, kw), (sh, sw), (ph, pw), ceil_mode)
+        return _Nodes(table=table, origin=src.origin, duplicates=src.duplicates or overlap)
 
     def _adaptive_pool(self, x: Any, result: torch.Tensor, where: str) -> _Nodes:
         src = self._nodes(x, where)

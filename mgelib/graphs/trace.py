@@ -1,4 +1,4 @@
-"""Discover a model's dataflow with :mod:`torch.fx` and turn it into an MGE *plan*.
+"""Discover a model's dataflow (:mod:`torch.fx`, else an ATen trace) and turn it into an MGE *plan*.
 
 The plan depends only on the architecture and the input shape, never on weights or masks, so it is
 computed once and cached; :mod:`mgelib.graphs.mge` turns a plan plus masked weights into edges.
@@ -23,6 +23,7 @@ edge per position). Partitions are numbered in forward execution order of their 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from mgelib.graphs.aten import AtenBuilder, export_program
 from mgelib.graphs.interpreter import _Interpreter
 from mgelib.graphs.plan import ConvStep, IdentityStep, Partition, Plan, UnsupportedOperation
 from mgelib.graphs.values import _BATCH, _Record
@@ -50,28 +52,71 @@ def trace_plan(
     *,
     keep_input_padding: bool = True,
     identity_shortcuts: bool = False,
+    export_key: Any = None,
 ) -> Plan:
-    """Trace ``model`` on a dummy input of ``input_shape`` (C, H, W) and return its MGE plan.
+    """Trace ``model`` on a dummy input of ``input_shape`` and return its MGE plan.
+
+    ``export_key`` (the architecture's fingerprint and the shape) caches the ATen export, which
+    does not depend on the encoding options.
+
+    :func:`torch.fx.symbolic_trace` is tried first (tens of milliseconds); a model it cannot
+    trace, or that uses an operation its interpreter does not map, is traced at the ATen level by
+    :func:`torch.export.export` (seconds, static shapes; :mod:`mgelib.graphs.aten`). Both give the
+    same plan for the models both handle (tested).
 
     Raises
     ------
+    UnsupportedOperation
+        For an operation the MGE cannot represent; the message names the op, the module and why.
     ValueError
-        When the model cannot be traced by :func:`torch.fx.symbolic_trace`, when it uses an
-        operation the MGE cannot represent (the message names the module and the operation), or
-        when the input is too small for the model.
+        When the model cannot run on (or be traced at) ``input_shape``.
     """
     input_shape = tuple(int(v) for v in input_shape)
-    if len(input_shape) not in (1, 3) or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) or (F,), got {input_shape}")
+    if len(input_shape) not in (1, 2, 3) or min(input_shape, default=0) < 1:
+        raise ValueError(f"input_shape must be (C, H, W), (C, L) or (F,), got {input_shape}")
+    if len(input_shape) != 2:
+        try:
+            return _trace_fx(model, input_shape, keep_input_padding, identity_shortcuts)
+        except _NotForFx:
+            pass
+    return _trace_aten(model, input_shape, keep_input_padding, identity_shortcuts, export_key)
+
+
+_EXPORTS: OrderedDict[Any, Any] = OrderedDict()
+_EXPORTS_SIZE = 4
+
+
+class _NotForFx(Exception):
+    """The fx path cannot handle the model: try the ATen path."""
+
+
+def _trace_aten(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    keep_input_padding: bool,
+    identity: bool,
+    export_key: Any = None,
+) -> Plan:
+    program = _EXPORTS.get(export_key) if export_key is not None else None
+    if program is None:
+        program = export_program(model, input_shape)
+        if export_key is not None:
+            _EXPORTS[export_key] = program
+            while len(_EXPORTS) > _EXPORTS_SIZE:
+                _EXPORTS.popitem(last=False)
+    builder = AtenBuilder(program, model, keep_input_padding, identity)
+    builder.run()
+    return _finalise(builder, input_shape, keep_input_padding, identity)
+
+
+def _trace_fx(
+    model: nn.Module, input_shape: tuple[int, ...], keep_input_padding: bool, identity: bool
+) -> Plan:
     try:
         gm = fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many kinds of errors
-        raise ValueError(
-            f"could not trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {exc}). "
-            "The MGE encoder needs a model whose forward has no data-dependent Python control "
-            "flow; see https://pytorch.org/docs/stable/fx.html#limitations-of-symbolic-tracing"
-        ) from exc
-    interp = _Interpreter(gm, keep_input_padding, identity_shortcuts)
+    except Exception as exc:  # fx raises many kinds of errors: the ATen path resolves sizes
+        raise _NotForFx from exc
+    interp = _Interpreter(gm, keep_input_padding, identity)
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")
@@ -83,20 +128,22 @@ def trace_plan(
         with torch.no_grad():
             interp.run(x)
     except UnsupportedOperation as exc:
-        raise UnsupportedOperation(_strip_fx(exc)) from None
+        raise _NotForFx from exc
     except RuntimeError as exc:
         raise ValueError(
-            f"{type(model).__name__} cannot run on an input of shape {input_shape}: "
+            f"{type(model).__name__} cannot run on input_shape={input_shape}: "
             f"{_strip_fx(exc)}. Does the shape match the one the model was built for, and is it "
             "large enough (pooling and strides must not shrink it below 1×1)?"
         ) from None
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise _NotForFx from exc
     finally:
         model.train(was_training)
-    return _finalise(interp, input_shape, keep_input_padding, identity_shortcuts)
+    return _finalise(interp, input_shape, keep_input_padding, identity)
 
 
 def _finalise(
-    interp: _Interpreter,
+    interp: Any,
     input_shape: tuple[int, ...],
     keep_input_padding: bool,
     identity_shortcuts: bool,
@@ -148,6 +195,8 @@ def _finalise(
                     kernel=rec.kernel,
                     padding=rec.padding,
                     depthwise_multiplier=rec.depthwise_multiplier,
+                    dilation=rec.dilation,
+                    groups=rec.groups,
                     plain_input=None if plain is None else new_index[plain],
                     in_shape=tuple(rec.source.table.shape[:-1]),
                 )

@@ -35,6 +35,9 @@ class _Record:
     kernel: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     depthwise_multiplier: int = 0
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    part_shape: tuple[int, ...] | None = None  # partition shape when not out_shape (Conv1d)
 
 
 @dataclass
