@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
 
 __all__ = [
     "UndirectedView",
@@ -26,6 +26,8 @@ __all__ = [
     "two_hop_sizes",
     "esu4_counts",
     "esu4_work",
+    "esu4_levels",
+    "esu4_estimates",
 ]
 
 
@@ -324,3 +326,139 @@ def esu4_work(view: UndirectedView, roots: np.ndarray) -> float:
 def esu4_counts(view: UndirectedView, roots: np.ndarray) -> np.ndarray:
     """For each root, the number of connected 4-vertex subgraphs whose smallest vertex it is."""
     return _esu4(view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64))
+
+
+@njit(cache=True)
+def _esu4_levels(indptr, indices, n, roots):  # pragma: no cover - compiled
+    # Adjacency scans per ESU level for these roots: (building the level-2 extension sets,
+    # counting the level-3 children) — what the cut probabilities are chosen from.
+    mark = np.zeros(n, np.int64)
+    ext1 = np.empty(n, np.int64)
+    w2 = 0.0
+    w3 = 0.0
+    for r in range(roots.size):
+        v = roots[r]
+        n1 = _open_root(indptr, indices, v, mark, ext1)
+        for i in range(n1):
+            a1 = ext1[i]
+            w2 += indptr[a1 + 1] - indptr[a1]
+            for j in range(i + 1, n1):
+                b = ext1[j]
+                w3 += indptr[b + 1] - indptr[b]
+            for a in range(indptr[a1], indptr[a1 + 1]):
+                u = indices[a]
+                if mark[u] == 0 and u > v:
+                    w3 += indptr[u + 1] - indptr[u]
+        _close_node(indptr, indices, v, mark)
+    return w2, w3
+
+
+def esu4_levels(view: UndirectedView, roots: np.ndarray) -> tuple[float, float]:
+    """Adjacency entries the exact enumeration scans at ESU levels 2 and 3 (the second is
+    :func:`esu4_work`)."""
+    w2, w3 = _esu4_levels(
+        view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64)
+    )
+    return float(w2), float(w3)
+
+
+@njit(inline="always")
+def _uniform(seed, a, b, c):  # pragma: no cover - compiled
+    # A counter-based uniform in [0, 1): the draw for a tree node depends only on (seed, root,
+    # path), never on which thread visits it.
+    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(a)
+    for x in (b, c):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = (z ^ (z >> np.uint64(31))) + np.uint64(x) * np.uint64(0xD6E8FEB86659FD93)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(parallel=True, cache=True)
+def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks):  # pragma: no cover
+    # RAND-ESU (Wernicke 2006) below each root: a level-2 child is expanded with probability
+    # p2, a level-3 child with p3; the level-4 children of an expanded level-3 node are counted
+    # exactly (their expected number given the path, so no cut there). Each connected 4-set
+    # lies on exactly one root-to-leaf path, reached with probability p2·p3: dividing by it
+    # makes every root's value an unbiased estimate of its exact count.
+    out = np.zeros(roots.size)
+    step = (roots.size + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        mark = np.zeros(n, np.int64)
+        ext1 = np.empty(n, np.int64)
+        ext2 = np.empty(n, np.int64)
+        for r in range(ch * step, min(roots.size, (ch + 1) * step)):
+            v = roots[r]
+            total = 0.0
+            n1 = _open_root(indptr, indices, v, mark, ext1)
+            for i in range(n1):
+                w1 = ext1[i]
+                if p2 < 1.0 and _uniform(seed, v, w1, n) >= p2:
+                    continue
+                mark[w1] += 1
+                n2 = 0
+                for j in range(i + 1, n1):
+                    ext2[n2] = ext1[j]
+                    n2 += 1
+                for a in range(indptr[w1], indptr[w1 + 1]):
+                    u = indices[a]
+                    if mark[u] == 0 and u > v:
+                        ext2[n2] = u
+                        n2 += 1
+                    mark[u] += 1
+                sub = 0
+                for j in range(n2):
+                    w2 = ext2[j]
+                    if p3 < 1.0 and _uniform(seed, v, w1, w2) >= p3:
+                        continue
+                    mark[w2] += 1
+                    c = n2 - j - 1
+                    for a in range(indptr[w2], indptr[w2 + 1]):
+                        u = indices[a]
+                        if mark[u] == 0 and u > v:
+                            c += 1
+                        mark[u] += 1
+                    sub += c
+                    _close_node(indptr, indices, w2, mark)
+                total += sub
+                _close_node(indptr, indices, w1, mark)
+            _close_node(indptr, indices, v, mark)
+            out[r] = total / (p2 * p3)
+    return out
+
+
+def esu4_estimates(
+    view: UndirectedView,
+    roots: np.ndarray,
+    p2: float = 1.0,
+    p3: float = 1.0,
+    *,
+    seed: int = 0,
+    n_chunks: int = 64,
+) -> np.ndarray:
+    """Per root, an unbiased RAND-ESU estimate of :func:`esu4_counts` (levels 2 and 3 cut with
+    probabilities ``p2``, ``p3``; ``p2 = p3 = 1`` gives the exact counts), in parallel over roots.
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> path = sp.csr_array((np.ones(3), ([0, 1, 2], [1, 2, 3])), shape=(4, 4))
+    >>> esu4_estimates(undirected_view(path), np.arange(4)).tolist()
+    [1.0, 0.0, 0.0, 0.0]
+    """
+    if not (0.0 < p2 <= 1.0 and 0.0 < p3 <= 1.0):
+        raise ValueError(f"cut probabilities must lie in (0, 1], got p2={p2}, p3={p3}")
+    roots = np.asarray(roots, dtype=np.int64)
+    if roots.size == 0:
+        return np.zeros(0)
+    return _esu4_cut(
+        view.indptr,
+        view.indices,
+        view.n_nodes,
+        roots,
+        float(p2),
+        float(p3),
+        int(seed) & (2**63 - 1),
+        max(1, min(n_chunks, roots.size)),
+    )
