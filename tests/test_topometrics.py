@@ -39,7 +39,6 @@ from mgelib.metrics import (
     motif_sample_size,
     normalised,
     spectral,
-    topo,
     topometrics,
 )
 from mgelib.metrics.topo import motif_sample

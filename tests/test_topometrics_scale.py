@@ -192,3 +192,26 @@ def test_symmetric_csr_and_matvecs_equal_scipy(forward):
     assert np.allclose(linalg.laplacian_matvec(a, deg, x), lap @ x, rtol=1e-12, atol=1e-12)
     rows = np.array([3, 7, 299])
     assert np.allclose(linalg.rows_matvec(a, rows, x), (want @ x)[rows], rtol=1e-12)
+
+
+def test_a_grid_worker_pins_its_share_of_the_cores(monkeypatch):
+    """``run_chunk(cores=k)`` (what the local executor's N workers get, k = cores // N) sets
+    ``MGELIB_CORES`` and the thread variables before its runs, so ``n_jobs=0`` / ``threads=0``
+    in the notebooks it starts resolve to k."""
+    from mgelib.runner.run import THREAD_VARIABLES, run_chunk
+
+    for name in ("MGELIB_CORES", *THREAD_VARIABLES):
+        monkeypatch.setenv(name, "")  # restored by monkeypatch after the test
+    seen = []
+
+    def task(spec, profile, root, force=False):  # noqa: ANN001, ANN202
+        import os
+
+        seen.append((linalg.available_cores(), [os.environ[v] for v in THREAD_VARIABLES]))
+        return "done"
+
+    assert run_chunk(["a", "b"], {"name": "t"}, "/nonexistent", task=task, cores=1) == [
+        "done",
+        "done",
+    ]
+    assert seen == [(1, ["1"] * len(THREAD_VARIABLES))] * 2

@@ -1,8 +1,8 @@
 """Graph metrics: topometrics on the MGE (SPEC §6), per-layer metrics on the BGEs, and the
 Ramanujan metrics (SPEC §7)."""
 
-from mgelib.metrics.linalg import available_cores
 from mgelib.metrics.layers import LAYER_METRICS, layer_metrics, network_aggregates
+from mgelib.metrics.linalg import available_cores
 from mgelib.metrics.ramanujan import ramanujan
 from mgelib.metrics.topo import (
     GROUPS,
