@@ -215,3 +215,15 @@ def test_a_grid_worker_pins_its_share_of_the_cores(monkeypatch):
         "done",
     ]
     assert seen == [(1, ["1"] * len(THREAD_VARIABLES))] * 2
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_weak_components_equal_scipy(seed):
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 80))
+    m = int(rng.integers(0, 2 * n))
+    adj = sp.csr_array((np.ones(m), (rng.integers(0, n, m), rng.integers(0, n, m))), shape=(n, n))
+    want = connected_components(adj, directed=True, connection="weak", return_labels=False)
+    assert kernels.weak_components(adj) == want
