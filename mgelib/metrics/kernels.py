@@ -27,6 +27,7 @@ __all__ = [
     "esu4_counts",
     "esu4_work",
     "weak_components",
+    "self_loops",
     "esu4_levels",
     "esu4_estimates",
 ]
@@ -195,6 +196,21 @@ def _cores(indptr, indices, n):  # pragma: no cover - compiled
 def core_numbers(view: UndirectedView) -> np.ndarray:
     """Core number of every node with undirected (in + out) degree, like igraph ``mode="all"``."""
     return _cores(view.indptr, view.indices, view.n_nodes)
+
+
+@njit(cache=True)
+def _self_loops(indptr, indices):  # pragma: no cover - compiled
+    count = 0
+    for v in range(indptr.size - 1):
+        for k in range(indptr[v], indptr[v + 1]):
+            if indices[k] == v:
+                count += 1
+    return count
+
+
+def self_loops(adj: sp.csr_array) -> int:
+    """Number of stored diagonal entries (self-loops), without an E-sized temporary."""
+    return int(_self_loops(adj.indptr, adj.indices))
 
 
 @njit(cache=True)

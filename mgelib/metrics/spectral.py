@@ -16,6 +16,10 @@
   products than ARPACK's restarted one on the clustered top of a Laplacian spectrum (the top
   eigenvectors of these graphs are localised around high-degree nodes, with relative gaps ~1e-4).
 
+Mat-vecs: :mod:`mgelib.metrics.linalg` (one float32 symmetric adjacency shared by both solves,
+row-parallel numba kernels, ``L`` and ``B`` never formed; the values are the graph's own
+weights, the products are accumulated in float64, so nothing is lost against scipy's float64).
+
 Accuracy: every solve stops on a rigorous bound, not on stagnation: ARPACK with relative residual
 tolerance ``TOL`` (|λ − θ| ≤ ‖r‖ ≤ TOL·|θ|), the Lanczos radius when ``min(‖r‖, ‖r‖²/(θ₁ − θ₂))``
 (the residual and Kato–Temple bounds) falls below ``TOL·θ₁``. ``TOL = 1e-7`` keeps a 10× margin on
