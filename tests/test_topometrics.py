@@ -354,7 +354,7 @@ def test_topometrics_leaves_the_global_random_state_alone():
 
 def test_motif_budget_switches_to_rand_esu_instead_of_giving_up():
     """``motif_budget``: when the exact ESU enumeration would exceed it, the "fast" estimate is
-    RAND-ESU with cut probabilities (never NaN), its standard error in ``.raw["motif_se"]`` and
+    RAND-ESU with cut probabilities (never NaN), its standard error in ``.stderr["motif"]`` and
     the cut probabilities in ``.reasons``; the default budget leaves small graphs exact.
     (Issue 18 changed this test: the budget used to make the estimate NaN.)"""
     graph = layered_graph(**SMALL[3])

@@ -25,9 +25,17 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
+
+# numba would pick the OpenMP layer (torch's libgomp), whose threads spin at every barrier: on a
+# busy machine a descheduled thread then stalls the spinning one (seen: a Laplacian mat-vec
+# waiting in gomp_team_barrier_wait_end). The workqueue layer sleeps instead. A layer the
+# user chose (NUMBA_THREADING_LAYER) is left alone.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 __all__ = [
     "available_cores",
