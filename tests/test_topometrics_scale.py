@@ -57,8 +57,16 @@ def mges() -> dict[str, Graph]:
 )
 def test_two_hop_classes_equal_the_explicit_count(mges, key):
     graph = mges[key]
-    got = twohop.two_hop_sizes(graph.adjacency, graph.dims, graph.shapes)
-    want = kernels.two_hop_sizes(graph.adjacency)
+    _assert_classes_exact(graph.adjacency, graph.dims, graph.shapes)
+
+
+def _assert_classes_exact(adj, dims, shapes) -> None:  # noqa: ANN001
+    """Every node's explicit count equals its class representative's (the class path), and
+    the public function (whichever path it takes) equals the explicit count."""
+    want = kernels.two_hop_sizes(adj)
+    reps, cls = twohop.two_hop_classes(adj, dims, shapes)
+    assert np.array_equal(want[reps][cls], want)
+    got = twohop.two_hop_sizes(adj, dims, shapes)
     assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
@@ -66,8 +74,7 @@ def test_two_hop_classes_on_the_32x32_conv6_shape():
     """The CIFAR shape (interior positions far from every border) at s = 0.98."""
     net = _masked("conv6", 32, keep=0.02)
     graph = encode(net, (3, 32, 32))
-    got = twohop.two_hop_sizes(graph.adjacency, graph.dims, graph.shapes)
-    assert np.array_equal(got, kernels.two_hop_sizes(graph.adjacency))
+    _assert_classes_exact(graph.adjacency, graph.dims, graph.shapes)
     reps, _ = twohop.two_hop_classes(graph.adjacency, graph.dims, graph.shapes)
     assert reps.size < graph.n_nodes / 3
 
@@ -83,8 +90,7 @@ def test_two_hop_classes_on_random_graphs_without_symmetry(seed):
     src, tgt = rng.integers(0, n, m), rng.integers(0, n, m)
     adj = sp.csr_array((np.ones(m), (src, tgt)), shape=(n, n))
     adj.sum_duplicates()
-    got = twohop.two_hop_sizes(adj, dims, shapes)
-    assert np.array_equal(got, kernels.two_hop_sizes(adj))
+    _assert_classes_exact(adj, dims, shapes)
 
 
 def test_two_hop_topometric_uses_the_classes_and_agrees_with_igraph(mges):
