@@ -273,7 +273,7 @@ def graph_tables(
     weights: str = "init",
     compat: str | None = None,
     engine: str = "fast",
-    n_jobs: int = 1,
+    n_jobs: int = 0,
     max_edges: int | None = None,
     motif_budget: float | None = None,
 ) -> dict[str, Any]:
@@ -283,7 +283,9 @@ def graph_tables(
     as the authors stored them, ``raw__<metric>``, ``nodes``, ``edges``, seconds), ``bge_layers``
     (per-layer BGE metrics, both encodings), ``ramanujan`` (per layer) and ``network`` (one row of
     per-network features named as :func:`mgelib.paperdata.joined` names them, so one analysis
-    code serves our runs and the authors' tables).
+    code serves our runs and the authors' tables). ``n_jobs``: threads for the topometrics'
+    kernels, ``0`` every available core (:func:`mgelib.metrics.available_cores`); the values
+    do not depend on it.
     """
     from mgelib import encode
     from mgelib.metrics import (
@@ -306,6 +308,7 @@ def graph_tables(
         edges=int(graph.n_edges),
         encode_seconds=t_encode,
         metrics_seconds=float(sum(topo.timings.values())),
+        motif_se=float(topo.stderr.get("motif", float("nan"))),
         reasons="; ".join(f"{k}: {v}" for k, v in topo.reasons.items()),
     )
     # The authors' per-layer BGE tables hold raw values and their network aggregates weight by

@@ -39,7 +39,6 @@ from mgelib.metrics import (
     motif_sample_size,
     normalised,
     spectral,
-    topo,
     topometrics,
 )
 from mgelib.metrics.topo import motif_sample
@@ -353,9 +352,11 @@ def test_topometrics_leaves_the_global_random_state_alone():
     assert random.getstate() == state
 
 
-def test_motif_budget_refuses_with_a_reason_instead_of_running_for_hours():
-    """``motif_budget``: when the ESU enumeration would exceed it, the "fast" estimate is NaN
-    with the reason (never a truncated count); the default budget leaves small graphs alone."""
+def test_motif_budget_switches_to_rand_esu_instead_of_giving_up():
+    """``motif_budget``: when the exact ESU enumeration would exceed it, the "fast" estimate is
+    RAND-ESU with cut probabilities (never NaN), its standard error in ``.stderr["motif"]`` and
+    the cut probabilities in ``.reasons``; the default budget leaves small graphs exact.
+    (Issue 18 changed this test: the budget used to make the estimate NaN.)"""
     graph = layered_graph(**SMALL[3])
     seed = next(
         s
@@ -375,7 +376,9 @@ def test_motif_budget_refuses_with_a_reason_instead_of_running_for_hours():
     )
     for normalise in (False, True):
         r = topometrics(graph, seed=seed, normalise=normalise, metrics=("motif",), motif_budget=0)
-        assert math.isnan(r["motif"]) and "motif_budget" in r.reasons["motif"]
+        assert math.isfinite(r["motif"]) and r["motif"] >= 0
+        assert "RAND-ESU" in r.reasons["motif"] and "motif_budget" in r.reasons["motif"]
+        assert "motif" in r.stderr and "standard error" in r.reasons["motif"]
     ref = topometrics(
         graph, seed=seed, normalise=False, metrics=("motif",), engine="igraph", motif_budget=0
     )
@@ -600,10 +603,10 @@ def test_normalised_values_and_raw_values():
 
 @pytest.fixture(scope="module")
 def big_graph(tmp_path_factory):
-    """6,000 nodes and > 200,000 edges (so ``n_jobs=2`` forks the Laplacian eigensolve), with
+    """6,000 nodes and > 200,000 edges (every kernel splits its work among the threads), with
     shortcuts (not bipartite); saved with ``write_edgelist`` for the subprocess."""
     graph = layered_graph(5, [1000] * 6, 0.045, 0.001)
-    assert graph.n_edges > topo._PARALLEL_MIN_EDGES
+    assert graph.n_edges > 200_000
     path = write_edgelist(graph, tmp_path_factory.mktemp("topo") / "graph.parquet")
     return graph, path
 
@@ -641,18 +644,23 @@ def test_n_jobs_does_not_change_the_values(big_graph):
     assert {m: one[m] for m in TOPOMETRICS} == {m: two[m] for m in TOPOMETRICS}
 
 
-def test_a_failed_parallel_eigensolve_restores_the_thread_limits(big_graph, monkeypatch):
-    """``n_jobs=2`` limits BLAS to one thread while the forked eigensolve runs; when that solve
-    fails, ``topometrics`` raises — and must still give the caller's thread pools back."""
+def test_a_failed_eigensolve_restores_the_thread_limits(big_graph, monkeypatch):
+    """``topometrics`` sets numba's thread count to ``n_jobs`` and BLAS to one thread; when a
+    solve fails it raises — and must still give the caller's thread settings back. (Issue 18
+    changed this test: the eigensolve no longer runs in a forked process.)"""
+    import numba
+
     graph, _ = big_graph
 
     def fail(*args, **kwargs):
         raise MemoryError("simulated: the eigensolve ran out of memory")
 
     monkeypatch.setattr(spectral, "laplacian_spectral_radius", fail)
+    threads = numba.get_num_threads()
     with threadpool_limits(2):
         before = [p["num_threads"] for p in threadpool_info()]
-        with pytest.raises(RuntimeError, match="parallel eigensolve failed"):
-            topometrics(graph, normalise=False, n_jobs=2, metrics=("spectral_radius", "k-core"))
+        with pytest.raises(MemoryError, match="simulated"):
+            topometrics(graph, normalise=False, n_jobs=1, metrics=("spectral_radius", "k-core"))
         after = [p["num_threads"] for p in threadpool_info()]
     assert after == before
+    assert numba.get_num_threads() == threads

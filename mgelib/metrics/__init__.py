@@ -2,6 +2,7 @@
 Ramanujan metrics (method §7)."""
 
 from mgelib.metrics.layers import LAYER_METRICS, layer_metrics, network_aggregates
+from mgelib.metrics.linalg import available_cores
 from mgelib.metrics.ramanujan import ramanujan
 from mgelib.metrics.topo import (
     GROUPS,
@@ -25,4 +26,5 @@ __all__ = [
     "GROUPS",
     "normalised",
     "motif_sample_size",
+    "available_cores",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
 
 __all__ = [
     "UndirectedView",
@@ -26,6 +26,10 @@ __all__ = [
     "two_hop_sizes",
     "esu4_counts",
     "esu4_work",
+    "weak_components",
+    "self_loops",
+    "esu4_levels",
+    "esu4_estimates",
 ]
 
 
@@ -44,7 +48,7 @@ class UndirectedView:
 
 
 @njit(cache=True)
-def _undirected(indptr, indices, n):  # pragma: no cover - compiled
+def _undirected(indptr, indices, n, idx_type):  # pragma: no cover - compiled
     # Counting sort: out-edges of v first (in CSR order), then its in-edges.
     deg = np.zeros(n, np.int64)
     for v in range(n):
@@ -55,8 +59,8 @@ def _undirected(indptr, indices, n):  # pragma: no cover - compiled
     for v in range(n):
         ptr[v + 1] = ptr[v] + deg[v]
     fill = ptr[:-1].copy()
-    nbr = np.empty(ptr[n], np.int64)
-    eid = np.empty(ptr[n], np.int64)
+    nbr = np.empty(ptr[n], idx_type)
+    eid = np.empty(ptr[n], idx_type)
     for v in range(n):
         for k in range(indptr[v], indptr[v + 1]):
             u = indices[k]
@@ -73,9 +77,11 @@ def _undirected(indptr, indices, n):  # pragma: no cover - compiled
 
 
 def undirected_view(adj: sp.csr_array) -> UndirectedView:
-    """Both directions of every edge, grouped by node (a self-loop appears twice, like igraph)."""
+    """Both directions of every edge, grouped by node (a self-loop appears twice, like igraph).
+    Neighbours and edge ids are int32 while they fit (half the memory of the 2·E entries)."""
+    small = 2 * adj.nnz < 2**31 and adj.shape[0] < 2**31
     ptr, nbr, eid = _undirected(
-        adj.indptr.astype(np.int64), adj.indices.astype(np.int64), adj.shape[0]
+        adj.indptr, adj.indices, adj.shape[0], np.int32 if small else np.int64
     )
     return UndirectedView(ptr, nbr, eid, adj.nnz)
 
@@ -190,6 +196,56 @@ def _cores(indptr, indices, n):  # pragma: no cover - compiled
 def core_numbers(view: UndirectedView) -> np.ndarray:
     """Core number of every node with undirected (in + out) degree, like igraph ``mode="all"``."""
     return _cores(view.indptr, view.indices, view.n_nodes)
+
+
+@njit(cache=True)
+def _self_loops(indptr, indices):  # pragma: no cover - compiled
+    count = 0
+    for v in range(indptr.size - 1):
+        for k in range(indptr[v], indptr[v + 1]):
+            if indices[k] == v:
+                count += 1
+    return count
+
+
+def self_loops(adj: sp.csr_array) -> int:
+    """Number of stored diagonal entries (self-loops), without an E-sized temporary."""
+    return int(_self_loops(adj.indptr, adj.indices))
+
+
+@njit(cache=True)
+def _weak_components(indptr, indices, n):  # pragma: no cover - compiled
+    # Union–find with path halving and union by index over the CSR edges: O(E α(V)), reading
+    # the arrays in place (scipy's csgraph first validates and copies them).
+    parent = np.arange(n)
+    count = n
+    for v in range(n):
+        for k in range(indptr[v], indptr[v + 1]):
+            a = v
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            b = indices[k]
+            while parent[b] != b:
+                parent[b] = parent[parent[b]]
+                b = parent[b]
+            if a != b:
+                if a < b:
+                    parent[b] = a
+                else:
+                    parent[a] = b
+                count -= 1
+    return count
+
+
+def weak_components(adj: sp.csr_array) -> int:
+    """Number of weakly connected components (isolated nodes count as one each).
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> weak_components(sp.csr_array((np.ones(2), ([0, 2], [1, 3])), shape=(5, 5)))
+    3
+    """
+    return int(_weak_components(adj.indptr, adj.indices, adj.shape[0]))
 
 
 @njit(cache=True)
@@ -324,3 +380,139 @@ def esu4_work(view: UndirectedView, roots: np.ndarray) -> float:
 def esu4_counts(view: UndirectedView, roots: np.ndarray) -> np.ndarray:
     """For each root, the number of connected 4-vertex subgraphs whose smallest vertex it is."""
     return _esu4(view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64))
+
+
+@njit(cache=True)
+def _esu4_levels(indptr, indices, n, roots):  # pragma: no cover - compiled
+    # Adjacency scans per ESU level for these roots: (building the level-2 extension sets,
+    # counting the level-3 children) — what the cut probabilities are chosen from.
+    mark = np.zeros(n, np.int64)
+    ext1 = np.empty(n, np.int64)
+    w2 = 0.0
+    w3 = 0.0
+    for r in range(roots.size):
+        v = roots[r]
+        n1 = _open_root(indptr, indices, v, mark, ext1)
+        for i in range(n1):
+            a1 = ext1[i]
+            w2 += indptr[a1 + 1] - indptr[a1]
+            for j in range(i + 1, n1):
+                b = ext1[j]
+                w3 += indptr[b + 1] - indptr[b]
+            for a in range(indptr[a1], indptr[a1 + 1]):
+                u = indices[a]
+                if mark[u] == 0 and u > v:
+                    w3 += indptr[u + 1] - indptr[u]
+        _close_node(indptr, indices, v, mark)
+    return w2, w3
+
+
+def esu4_levels(view: UndirectedView, roots: np.ndarray) -> tuple[float, float]:
+    """Adjacency entries the exact enumeration scans at ESU levels 2 and 3 (the second is
+    :func:`esu4_work`)."""
+    w2, w3 = _esu4_levels(
+        view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64)
+    )
+    return float(w2), float(w3)
+
+
+@njit(inline="always")
+def _uniform(seed, a, b, c):  # pragma: no cover - compiled
+    # A counter-based uniform in [0, 1): the draw for a tree node depends only on (seed, root,
+    # path), never on which thread visits it.
+    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(a)
+    for x in (b, c):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = (z ^ (z >> np.uint64(31))) + np.uint64(x) * np.uint64(0xD6E8FEB86659FD93)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(parallel=True, cache=True)
+def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks):  # pragma: no cover
+    # RAND-ESU (Wernicke 2006) below each root: a level-2 child is expanded with probability
+    # p2, a level-3 child with p3; the level-4 children of an expanded level-3 node are counted
+    # exactly (their expected number given the path, so no cut there). Each connected 4-set
+    # lies on exactly one root-to-leaf path, reached with probability p2·p3: dividing by it
+    # makes every root's value an unbiased estimate of its exact count.
+    out = np.zeros(roots.size)
+    step = (roots.size + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        mark = np.zeros(n, np.int64)
+        ext1 = np.empty(n, np.int64)
+        ext2 = np.empty(n, np.int64)
+        for r in range(ch * step, min(roots.size, (ch + 1) * step)):
+            v = roots[r]
+            total = 0.0
+            n1 = _open_root(indptr, indices, v, mark, ext1)
+            for i in range(n1):
+                w1 = ext1[i]
+                if p2 < 1.0 and _uniform(seed, v, w1, n) >= p2:
+                    continue
+                mark[w1] += 1
+                n2 = 0
+                for j in range(i + 1, n1):
+                    ext2[n2] = ext1[j]
+                    n2 += 1
+                for a in range(indptr[w1], indptr[w1 + 1]):
+                    u = indices[a]
+                    if mark[u] == 0 and u > v:
+                        ext2[n2] = u
+                        n2 += 1
+                    mark[u] += 1
+                sub = 0
+                for j in range(n2):
+                    w2 = ext2[j]
+                    if p3 < 1.0 and _uniform(seed, v, w1, w2) >= p3:
+                        continue
+                    mark[w2] += 1
+                    c = n2 - j - 1
+                    for a in range(indptr[w2], indptr[w2 + 1]):
+                        u = indices[a]
+                        if mark[u] == 0 and u > v:
+                            c += 1
+                        mark[u] += 1
+                    sub += c
+                    _close_node(indptr, indices, w2, mark)
+                total += sub
+                _close_node(indptr, indices, w1, mark)
+            _close_node(indptr, indices, v, mark)
+            out[r] = total / (p2 * p3)
+    return out
+
+
+def esu4_estimates(
+    view: UndirectedView,
+    roots: np.ndarray,
+    p2: float = 1.0,
+    p3: float = 1.0,
+    *,
+    seed: int = 0,
+    n_chunks: int = 64,
+) -> np.ndarray:
+    """Per root, an unbiased RAND-ESU estimate of :func:`esu4_counts` (levels 2 and 3 cut with
+    probabilities ``p2``, ``p3``; ``p2 = p3 = 1`` gives the exact counts), in parallel over roots.
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> path = sp.csr_array((np.ones(3), ([0, 1, 2], [1, 2, 3])), shape=(4, 4))
+    >>> esu4_estimates(undirected_view(path), np.arange(4)).tolist()
+    [1.0, 0.0, 0.0, 0.0]
+    """
+    if not (0.0 < p2 <= 1.0 and 0.0 < p3 <= 1.0):
+        raise ValueError(f"cut probabilities must lie in (0, 1], got p2={p2}, p3={p3}")
+    roots = np.asarray(roots, dtype=np.int64)
+    if roots.size == 0:
+        return np.zeros(0)
+    return _esu4_cut(
+        view.indptr,
+        view.indices,
+        view.n_nodes,
+        roots,
+        float(p2),
+        float(p3),
+        int(seed) & (2**63 - 1),
+        max(1, min(n_chunks, roots.size)),
+    )

@@ -16,6 +16,10 @@
   products than ARPACK's restarted one on the clustered top of a Laplacian spectrum (the top
   eigenvectors of these graphs are localised around high-degree nodes, with relative gaps ~1e-4).
 
+Mat-vecs: :mod:`mgelib.metrics.linalg` (one float32 symmetric adjacency shared by both solves,
+row-parallel numba kernels, ``L`` and ``B`` never formed; the values are the graph's own
+weights, the products are accumulated in float64, so nothing is lost against scipy's float64).
+
 Accuracy: every solve stops on a rigorous bound, not on stagnation: ARPACK with relative residual
 tolerance ``TOL`` (|λ − θ| ≤ ‖r‖ ≤ TOL·|θ|), the Lanczos radius when ``min(‖r‖, ‖r‖²/(θ₁ − θ₂))``
 (the residual and Kato–Temple bounds) falls below ``TOL·θ₁``. ``TOL = 1e-7`` keeps a 10× margin on
@@ -28,8 +32,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+from mgelib.metrics import linalg
 
 __all__ = [
     "symmetric_adjacency",
@@ -58,19 +65,39 @@ def symmetric_adjacency(adj: sp.sparray, *, forward: bool = False) -> sp.csr_arr
     (``i → j`` and ``j → i``), which keep the larger weight — each undirected edge carries one real
     weight, as the authors' ``as_undirected`` does (they keep the first). ``forward=True`` promises
     that every edge has ``i < j`` (true of every MGE and BGE) and takes the cheaper ``W + Wᵀ``.
+    The solvers use :func:`mgelib.metrics.linalg.symmetric_csr` (the same values, float32).
     """
     w = sp.csr_array(adj, dtype=np.float64)
     wt = sp.csr_array(w.T)
     return sp.csr_array(w + wt) if forward else sp.csr_array(w.maximum(wt))
 
 
+@njit(cache=True)
+def _same_parity_edge(indptr, indices, parity):  # pragma: no cover - compiled
+    for v in range(indptr.size - 1):
+        for k in range(indptr[v], indptr[v + 1]):
+            if parity[indices[k]] == parity[v]:
+                return True
+    return False
+
+
 def bipartition(dims: np.ndarray, adj: sp.sparray) -> np.ndarray | None:
     """Node mask of the even partitions when every edge joins an even and an odd partition."""
-    parity = np.repeat(np.arange(len(dims)) % 2, dims).astype(bool)
-    coo = sp.coo_array(adj)
-    if np.any(parity[coo.row] == parity[coo.col]):
+    parity = np.repeat(np.arange(len(dims)) % 2, dims).astype(np.int8)
+    w = sp.csr_array(adj)
+    if _same_parity_edge(w.indptr, w.indices, parity):
         return None
-    return ~parity
+    return parity == 0
+
+
+def _operator(a: sp.csr_array) -> LinearOperator:
+    """``x ↦ A x`` through the multi-threaded kernel."""
+    buf = np.empty(a.shape[0])
+
+    def mv(x: np.ndarray) -> np.ndarray:
+        return linalg.matvec(a, np.ravel(x), buf).copy()
+
+    return LinearOperator(a.shape, matvec=mv, dtype=np.float64)
 
 
 def top_abs_eigenvalues(
@@ -83,9 +110,11 @@ def top_abs_eigenvalues(
     if sp.issparse(a) and a.count_nonzero() == 0:
         return np.zeros(min(k, n))
     if n <= max(DENSE_MAX, k + 1):
-        vals = np.linalg.eigvalsh(a.toarray() if sp.issparse(a) else np.asarray(a))
+        dense = a.toarray() if sp.issparse(a) else np.asarray(a)
+        vals = np.linalg.eigvalsh(dense.astype(np.float64))
         return np.sort(np.abs(vals))[::-1][:k]
-    vals = _eigsh(a, k=k, which="LM", seed=seed, tol=tol)
+    op = _operator(sp.csr_array(a)) if sp.issparse(a) else a
+    vals = _eigsh(op, k=k, which="LM", seed=seed, tol=tol)
     return np.sort(np.abs(vals))[::-1]
 
 
@@ -119,23 +148,34 @@ def _eigsh(op, k: int, which: str, seed: int, tol: float, ncv: int | None = None
         )
 
 
-def _top_singular_values(b: sp.csr_array, k: int, seed: int, tol: float) -> np.ndarray:
-    """Top ``k`` singular values of ``B`` via Lanczos on the smaller of ``BᵀB`` / ``BBᵀ``."""
-    m, n = b.shape
-    if min(m, n) == 0 or b.count_nonzero() == 0:
+def _top_singular_values(
+    a: sp.csr_array, rows: np.ndarray, cols: np.ndarray, k: int, seed: int, tol: float
+) -> np.ndarray:
+    """Top ``k`` singular values of ``B = A[rows][:, cols]`` (a bipartite ``A``) by Lanczos on
+    the smaller of ``BᵀB`` / ``BBᵀ``, with ``B x`` and ``Bᵀ y`` as row subsets of ``A``."""
+    if min(rows.size, cols.size) == 0 or not np.any(a.data):
         return np.zeros(k)  # no weight: every singular value is 0 (ARPACK would refuse)
-    if min(m, n) <= k:
-        s = np.linalg.svd(b.toarray(), compute_uv=False)
-        return np.pad(s, (0, max(0, k - s.size)))[:k]
-    bt = b.T.tocsr()
-    if n <= m:
-        op = LinearOperator((n, n), matvec=lambda x: bt @ (b @ x), dtype=np.float64)
+    small, large = (cols, rows) if cols.size <= rows.size else (rows, cols)
+    if small.size <= k or small.size <= DENSE_MAX:
+        b = sp.csr_array(a[large][:, small], dtype=np.float64)
+        if small.size <= k:
+            s = np.linalg.svd(b.toarray(), compute_uv=False)
+            return np.pad(s, (0, max(0, k - s.size)))[:k]
+        vals = np.linalg.eigvalsh((b.T @ b).toarray())
     else:
-        op = LinearOperator((m, m), matvec=lambda x: b @ (bt @ x), dtype=np.float64)
-    if op.shape[0] <= DENSE_MAX:
-        dense = (bt @ b).toarray() if n <= m else (b @ bt).toarray()
-        vals = np.linalg.eigvalsh(dense)
-    else:
+        # Bipartite: the rows of `large` read only `small` entries of x and vice versa, so one
+        # full-length buffer carries both half-vectors.
+        buf = np.zeros(a.shape[0])
+        half = np.empty(large.size)
+        out = np.empty(small.size)
+
+        def mv(x: np.ndarray) -> np.ndarray:
+            buf[small] = np.ravel(x)
+            linalg.rows_matvec(a, large, buf, half)
+            buf[large] = half
+            return linalg.rows_matvec(a, small, buf, out).copy()
+
+        op = LinearOperator((small.size, small.size), matvec=mv, dtype=np.float64)
         vals = _eigsh(op, k=k, which="LA", seed=seed, tol=tol)
     return np.sqrt(np.clip(np.sort(vals)[::-1][:k], 0, None))
 
@@ -147,49 +187,81 @@ def spectral_gap(
     seed: int = 0,
     tol: float = TOL,
     forward: bool = False,
+    sym: sp.csr_array | None = None,
 ) -> float:
     """First minus third largest ``|λ|`` of the weighted symmetric adjacency (NaN below 3 nodes).
 
     ``dims`` (partition sizes) enables the bipartite shortcut when every edge joins partitions
-    of different parity.
+    of different parity; ``sym``, the symmetric adjacency when the caller already has it
+    (:func:`mgelib.metrics.linalg.symmetric_csr`).
     """
     n = adj.shape[0]
     if n < 3:
         return float("nan")
-    a = symmetric_adjacency(adj, forward=forward)
+    a = linalg.symmetric_csr(adj, forward=forward) if sym is None else sym
     if dims is not None and n > DENSE_MAX:
         even = bipartition(np.asarray(dims), adj)
         if even is not None:  # A = [[0, B], [Bᵀ, 0]]: eigenvalues ±σ(B)
-            b = sp.csr_array(a[even][:, ~even])
-            s = _top_singular_values(b, 2, seed, tol)
+            s = _top_singular_values(a, np.flatnonzero(even), np.flatnonzero(~even), 2, seed, tol)
             return float(s[0] - s[1])
     vals = top_abs_eigenvalues(a, 3, seed=seed, tol=tol)
     return float(vals[0] - vals[2])
 
 
 def laplacian_spectral_radius(
-    adj: sp.sparray, *, seed: int = 0, tol: float = TOL, forward: bool = False
+    adj: sp.sparray,
+    *,
+    seed: int = 0,
+    tol: float = TOL,
+    forward: bool = False,
+    sym: sp.csr_array | None = None,
+    dims: np.ndarray | None = None,
 ) -> float:
-    """Largest eigenvalue of ``L = D − A`` (weighted, ``A = W + Wᵀ``)."""
+    """Largest eigenvalue of ``L = D − A`` (weighted, ``A = W + Wᵀ``; ``L`` is never formed).
+
+    The Lanczos start vector is ``±deg·u`` (``u`` seeded uniform in [0.5, 1.5], the sign
+    alternating with the partition's parity when ``dims`` is given): the top eigenvector of a
+    Laplacian sits on high-degree nodes with alternating signs across each edge (exactly so on
+    a bipartite graph, where it is the sign-flipped Perron vector of ``D + A``), and this start
+    halves the number of mat-vecs on CONV-6 (190 → 90 at s = 0.98).
+    """
     n = adj.shape[0]
     if n == 0:
         return float("nan")
-    a = symmetric_adjacency(adj, forward=forward)
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    lap = sp.csr_array(sp.diags(deg) - a)
+    a = linalg.symmetric_csr(adj, forward=forward) if sym is None else sym
+    deg = linalg.row_sums(a)
     if n <= DENSE_MAX:
-        return float(np.linalg.eigvalsh(lap.toarray())[-1])
-    return lanczos_max(lap, seed=seed, tol=tol)
+        dense = a.toarray().astype(np.float64)
+        return float(np.linalg.eigvalsh(np.diag(deg) - dense)[-1])
+    buf = np.empty(n)
+
+    def mv(x: np.ndarray) -> np.ndarray:
+        return linalg.laplacian_matvec(a, deg, x, buf)
+
+    if not np.any(deg):
+        return 0.0  # no weight: L = 0
+    start = _v0(n, seed) * (deg + deg.mean())
+    if dims is not None and len(dims) and int(np.sum(dims)) == n:
+        start *= np.where(np.repeat(np.arange(len(dims)) % 2, dims) == 0, 1.0, -1.0)
+    op = LinearOperator((n, n), matvec=mv, dtype=np.float64)
+    return lanczos_max(op, seed=seed, tol=tol, start=start)
 
 
-def lanczos_max(m: sp.sparray, *, seed: int = 0, tol: float = TOL, maxiter: int = 3000) -> float:
+def lanczos_max(
+    m: sp.sparray,
+    *,
+    seed: int = 0,
+    tol: float = TOL,
+    maxiter: int = 3000,
+    start: np.ndarray | None = None,
+) -> float:
     """Largest eigenvalue of a symmetric matrix by unrestarted Lanczos (three-term recurrence).
 
     Stops when ``min(‖r‖, ‖r‖²/(θ₁ − θ₂)) ≤ tol·|θ₁|`` (checked every 10 steps); falls back to
     ARPACK if that does not happen within ``maxiter`` steps or the recurrence breaks down early.
     """
     n = m.shape[0]
-    q = _v0(n, seed)
+    q = _v0(n, seed) if start is None else np.array(start, dtype=np.float64)
     q /= np.linalg.norm(q)
     q_prev = np.zeros(n)
     beta = 0.0

@@ -14,7 +14,8 @@ Definitions that are easy to get wrong (method §6):
   from ``max(1, ⌊0.001·V⌋)`` start nodes. With ``engine="igraph"`` igraph draws them from a
   ``random.Random(seed)`` generator — the authors' code seeds Python's ``random`` with the run
   seed the same way, so the same seed reproduces their estimate; the default engine draws them
-  with numpy (:func:`motif_sample`) and counts exactly from them.
+  with numpy (:func:`motif_sample`) and counts exactly from them — or, past ``motif_budget``,
+  by RAND-ESU with cut probabilities (unbiased; never NaN).
 - ``cut-edges``/``cut-nodes``: bridges/articulation points of the undirected view; ``k-core``:
   mean core number with undirected degree (igraph ``coreness(mode="all")``).
 
@@ -24,19 +25,17 @@ removable-edge counts (method §6, "Reference compatibility for metrics").
 
 from __future__ import annotations
 
-import multiprocessing
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
 from mgelib.graphs.graph import Graph
-from mgelib.metrics import spectral
+from mgelib.metrics import linalg, spectral
 from mgelib.metrics.combinatorial import (
     _combinatorial_fast,
     _combinatorial_igraph,
@@ -85,61 +84,15 @@ class TopoResult(dict):
         Seconds spent per step (``igraph_build``, ``bridges``, ``spectral_gap``, …).
     raw : dict[str, float]
         The raw (un-normalised) values, also when ``normalise=True``.
+    stderr : dict[str, float]
+        Standard errors of the estimated metrics: ``"motif"`` (raw scale, ``V·sd/√roots`` over
+        the start nodes, cut randomness included; NaN with a single start node).
     """
 
     reasons: dict[str, str]
     timings: dict[str, float]
     raw: dict[str, float]
-
-
-_PARALLEL_MIN_EDGES = 200_000
-
-
-class _Forked:
-    """Run one function in a forked child process and collect its (picklable) result."""
-
-    def __init__(self, process, conn) -> None:  # noqa: ANN001
-        self.process, self.conn = process, conn
-
-    @classmethod
-    def start(cls, fn: Callable[[], Any]) -> _Forked | None:
-        """Fork a child running ``fn`` (Linux only; ``None`` elsewhere: run it in-process)."""
-        if sys.platform != "linux":
-            return None
-        ctx = multiprocessing.get_context("fork")
-        recv, send = ctx.Pipe(duplex=False)
-
-        def main() -> None:
-            try:
-                with threadpool_limits(1):
-                    value = fn()
-                send.send(("ok", value))
-            except BaseException as exc:  # report, never hang the parent
-                send.send(("error", repr(exc)))
-            finally:
-                send.close()
-
-        process = ctx.Process(target=main, daemon=True)
-        process.start()
-        send.close()
-        return cls(process, recv)
-
-    def close(self) -> None:
-        """Reap the child; kill it first if it is still running (an error in the parent)."""
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join()
-        self.conn.close()
-
-    def result(self) -> Any:
-        try:
-            status, value = self.conn.recv()
-        except EOFError:
-            status, value = "error", "the child process died"
-        self.process.join()
-        if status != "ok":
-            raise RuntimeError(f"parallel eigensolve failed: {value}")
-        return value
+    stderr: dict[str, float]
 
 
 def normalised(raw: dict[str, float], n_nodes: int, n_edges: int) -> dict[str, float]:
@@ -195,22 +148,19 @@ def _cheap_metrics(adj, dims, compat, wanted, raw, timed) -> None:  # noqa: ANN0
         # CSR holds no parallel edges: the out-neighbourhood is the out-degree plus the node
         # itself; a self-loop (a stored diagonal entry, whatever its weight) adds no neighbour.
         def one_hop() -> float:
-            rows = np.repeat(np.arange(n), np.diff(adj.indptr))
-            loops = np.count_nonzero(adj.indices == rows)
-            return float(np.diff(adj.indptr).mean() + 1.0 - loops / n)
+            from mgelib.metrics.kernels import self_loops
+
+            return float(np.diff(adj.indptr).mean() + 1.0 - self_loops(adj) / n)
 
         raw["1-hop_nei"] = timed("1-hop_nei", one_hop)
     if "avg_node_strength" in wanted:
         raw["avg_node_strength"] = timed(
-            "avg_node_strength", lambda: float(2.0 * adj.data.astype(np.float64).sum() / n)
+            "avg_node_strength", lambda: float(2.0 * np.sum(adj.data, dtype=np.float64) / n)
         )
     if "no_connected_components" in wanted or "mean_connected_components" in wanted:
-        ncomp = timed(
-            "components",
-            lambda: connected_components(
-                adj, directed=True, connection="weak", return_labels=False
-            ),
-        )
+        from mgelib.metrics.kernels import weak_components
+
+        ncomp = timed("components", lambda: weak_components(adj))
         raw["no_connected_components"] = float(ncomp)
         raw["mean_connected_components"] = float(n / ncomp)
 
@@ -222,7 +172,7 @@ def topometrics(
     normalise: bool = True,
     metrics: tuple[str, ...] | None = None,
     engine: str = "fast",
-    n_jobs: int = 1,
+    n_jobs: int = 0,
     motif_budget: float = MOTIF_BUDGET,
     tol: float = spectral.TOL,
 ) -> TopoResult:
@@ -248,12 +198,17 @@ def topometrics(
         ``"igraph"`` lets igraph draw them from ``random.Random(seed)`` — as the authors' code
         does, so ``engine="igraph"`` reproduces their published estimate for the same seed.
     n_jobs : int
-        With 2 or more (on Linux), the Laplacian eigensolve runs in a forked process while the
-        other metrics are computed; the values are the same.
+        Threads for the parallel kernels (2-hop classes, motif roots, the eigensolvers'
+        mat-vecs); ``0`` (the default) uses every core this process may run on
+        (:func:`mgelib.metrics.linalg.available_cores`: ``os.sched_getaffinity``, or a grid
+        worker's share). Every kernel splits its work the same way whatever the number, so the
+        values are identical for any ``n_jobs``.
     motif_budget : float
         The exact ESU enumeration from each start node costs about ``deg³`` steps, which on a
         nearly dense graph means hours; when the (cheaply computed) number of steps exceeds this
-        budget the motif estimate is NaN with the reason (``"fast"`` engine). ``inf`` disables it.
+        budget, the ``"fast"`` engine switches to RAND-ESU with cut probabilities chosen to fit
+        it (Wernicke 2006): still unbiased, with its standard error in ``.stderr["motif"]`` and
+        the cut probabilities in ``.reasons["motif"]``. ``inf`` always counts exactly.
 
     Returns
     -------
@@ -296,15 +251,27 @@ def topometrics(
     if n == 0:
         result = TopoResult({m: float("nan") for m in wanted})
         result.reasons = {m: "empty graph (no nodes)" for m in wanted}
-        result.timings, result.raw = {}, dict(result)
+        result.timings, result.raw, result.stderr = {}, dict(result), {}
         result.update(nodes=0.0, edges=0.0)
         return result
 
+    sym_cache: list[sp.csr_array] = []
+
+    def sym() -> sp.csr_array:
+        # One symmetric adjacency (float32, exact) for both eigensolves.
+        if not sym_cache:
+            sym_cache.append(
+                timed("symmetric_adjacency", lambda: linalg.symmetric_csr(adj, forward=forward))
+            )
+        return sym_cache[0]
+
     def radius() -> float:
-        return spectral.laplacian_spectral_radius(adj, seed=seed, tol=tol, forward=forward)
+        return spectral.laplacian_spectral_radius(
+            adj, seed=seed, tol=tol, forward=forward, sym=sym(), dims=dims
+        )
 
     def gap() -> float:
-        return spectral.spectral_gap(adj, dims, seed=seed, tol=tol, forward=forward)
+        return spectral.spectral_gap(adj, dims, seed=seed, tol=tol, forward=forward, sym=sym())
 
     solves = {"spectral_radius": radius, "spectral_gap": gap}
     if n < 3 and "spectral_gap" in wanted:
@@ -312,70 +279,41 @@ def topometrics(
         raw["spectral_gap"] = float("nan")
         reasons["spectral_gap"] = "fewer than 3 nodes: no third eigenvalue"
     solves = {k: f for k, f in solves.items() if k in wanted}
-    # With two processes, fork the longer eigensolve: on a bipartite graph the gap is a
-    # half-size Lanczos on BᵀB (the radius takes longer); otherwise the gap is ARPACK on A.
-    order = ["spectral_radius", "spectral_gap"]
-    if not graph.meta.get("bipartite", False):
-        order.reverse()
-    forked_name = next((name for name in order if name in solves), None)
-    # The child also takes the motif estimate when it runs the (long) Laplacian solve of a
-    # bipartite graph, which balances the two processes (CONV-6 at s = 0.9: 17.8 s → ~15 s).
-    motif_in_child = forked_name == "spectral_radius" and engine == "fast" and "motif" in wanted
-    child = None
-    limits = None
+    jobs = linalg.resolve_jobs(n_jobs)
+    previous = numba.get_num_threads()
+    # numba's threads carry the parallel kernels; BLAS (the small dense steps inside ARPACK)
+    # keeps to one thread so that the two never oversubscribe the cores.
+    numba.set_num_threads(max(1, min(jobs, numba.config.NUMBA_NUM_THREADS)))
     try:
-        if n_jobs > 1 and e > _PARALLEL_MIN_EDGES and forked_name is not None:
-            solve = solves[forked_name]
-
-            def child_work() -> tuple[dict, dict, dict]:
-                values: dict[str, float] = {}
-                seconds: dict[str, float] = {}
-                why: dict[str, str] = {}
-
-                def child_timed(name: str, fn: Callable[[], Any]) -> Any:
-                    t0 = time.perf_counter()
-                    out = fn()
-                    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
-                    return out
-
-                values[forked_name] = child_timed(forked_name, solve)
-                if motif_in_child:
-                    values.update(
-                        _combinatorial_fast(adj, ["motif"], seed, child_timed, motif_budget, why)
+        with threadpool_limits(1):
+            _cheap_metrics(adj, dims, compat, wanted, raw, timed)
+            combinatorial = [
+                m for m in ("cut-edges", "cut-nodes", "k-core", "2-hop_nei", "motif") if m in wanted
+            ]
+            if combinatorial and engine == "igraph":
+                raw.update(_combinatorial_igraph(adj, combinatorial, seed, timed))
+            elif combinatorial:
+                raw.update(
+                    _combinatorial_fast(
+                        adj,
+                        combinatorial,
+                        seed,
+                        timed,
+                        motif_budget,
+                        reasons,
+                        dims=dims,
+                        shapes=graph.shapes,
                     )
-                return values, seconds, why
-
-            # Two processes on two cores: BLAS threads would oversubscribe them (2.5× slower).
-            limits = threadpool_limits(1)
-            child = _Forked.start(child_work)
-        if child is not None:
-            solves.pop(forked_name)
-        _cheap_metrics(adj, dims, compat, wanted, raw, timed)
-        combinatorial = [
-            m for m in ("cut-edges", "cut-nodes", "k-core", "2-hop_nei", "motif") if m in wanted
-        ]
-        if child is not None and motif_in_child:
-            combinatorial.remove("motif")
-        if combinatorial and engine == "igraph":
-            raw.update(_combinatorial_igraph(adj, combinatorial, seed, timed))
-        elif combinatorial:
-            raw.update(_combinatorial_fast(adj, combinatorial, seed, timed, motif_budget, reasons))
-        for name, fn in solves.items():
-            raw[name] = timed(name, fn)
-        if child is not None:
-            values, seconds, why = child.result()
-            raw.update(values)
-            timings.update(seconds)
-            reasons.update(why)
+                )
+            for name, fn in solves.items():
+                raw[name] = timed(name, fn)
     finally:
-        if child is not None:
-            child.close()
-        if limits is not None:
-            limits.restore_original_limits()
+        numba.set_num_threads(previous)
     if e == 0:
         for m in wanted:
             if normalise and NORMALISER[m] == "E":
                 reasons.setdefault(m, "no edges: normalising by E is undefined")
+    stderr = {"motif": raw.pop("motif_se")} if "motif_se" in raw else {}
     raw = {m: raw[m] for m in wanted}
     values = normalised(raw, n, e) if normalise else dict(raw)
     result = TopoResult(values)
@@ -383,4 +321,5 @@ def topometrics(
     result.reasons = reasons
     result.timings = timings
     result.raw = raw
+    result.stderr = stderr
     return result

@@ -16,7 +16,7 @@ from mgelib import io
 from mgelib.notebooks import load_profile, run_notebook
 from mgelib.runner.grid import RunStatus, grid_names, pending_runs, stages_for, user_pythonpath
 
-__all__ = ["run_one", "run_chunk", "stage_params", "lock_owner", "wait_for_locked"]
+__all__ = ["run_one", "run_chunk", "stage_params", "lock_owner", "wait_for_locked", "pin_cores"]
 
 
 # --------------------------------------------------------------------------- one run
@@ -161,16 +161,40 @@ def run_one(
 TaskFn = Callable[..., RunStatus]
 
 
+#: Thread-count variables of the libraries a notebook kernel loads (BLAS, OpenMP, numba).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+
+
+def pin_cores(cores: int) -> None:
+    """Give this worker process (and the notebook kernels it starts) ``cores`` threads:
+    ``MGELIB_CORES`` (what ``n_jobs=0`` / ``threads=0`` resolve to,
+    :func:`mgelib.metrics.available_cores`) and the BLAS/OpenMP/numba thread variables, so that
+    N workers on a machine never run more than its cores' worth of threads."""
+    cores = max(1, int(cores))
+    os.environ["MGELIB_CORES"] = str(cores)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(cores)
+
+
 def run_chunk(
     specs: Sequence[io.RunSpec],
     profile: str | Mapping[str, Any],
     root: str | os.PathLike,
     force: bool = False,
     task: TaskFn | None = None,
+    cores: int | None = None,
 ) -> list[RunStatus]:
     """Run several cells one after the other; a failing run is recorded (``error.txt`` in its
-    folder, with the path of the failed notebook) and the next one starts."""
+    folder, with the path of the failed notebook) and the next one starts. ``cores``: this
+    worker's share of the machine (:func:`pin_cores`), set before the first run."""
     task = task or run_one
+    if cores is not None:
+        pin_cores(cores)
     out = []
     for spec in specs:
         out.append(_guarded(task, spec, profile, root, force))

@@ -70,7 +70,8 @@ def run_grid(
         A profile (``notebooks/params/<name>.yaml``) with a ``grid`` section.
     executor : {"local", "slurm", "debug"}
         ``local``: submitit's local executor, ``workers`` processes (default: the profile's
-        ``executor.workers``, else 1), each taking a share of the runs; ``slurm``: one job array,
+        ``executor.workers``, else 1), each taking a share of the runs and ``cores // workers``
+        threads (:func:`mgelib.runner.run.pin_cores`); ``slurm``: one job array,
         one task per run, options in ``slurm`` over the profile's ``slurm`` section (partition,
         gpus_per_job, time/timeout_min, array_parallelism, cpus_per_task, mem_gb); runs whose
         job is still pending or running are not submitted again, and a grid larger than the
@@ -142,8 +143,15 @@ def run_grid(
         ex = _local_executor(
             folder, int((prof.get("executor") or {}).get("timeout_min", 7 * 24 * 60))
         )
-        fn = functools.partial(run_chunk, profile=prof, root=str(root), force=force, task=task)
-        jobs = ex.map_array(fn, _chunks(todo, n))
+        from mgelib.metrics.linalg import available_cores
+
+        chunks = _chunks(todo, n)
+        # One share of the cores per worker: N workers × threads never oversubscribe.
+        share = max(1, available_cores() // len(chunks))
+        fn = functools.partial(
+            run_chunk, profile=prof, root=str(root), force=force, task=task, cores=share
+        )
+        jobs = ex.map_array(fn, chunks)
     report.submitted = len(todo)
     report.job_ids = [j.job_id for j in jobs]
     if not wait:

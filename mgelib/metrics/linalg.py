@@ -1,0 +1,206 @@
+"""Multi-threaded sparse kernels for the eigensolves (numba, ``prange`` over CSR rows).
+
+The symmetric adjacency ``A = W + Wᵀ`` of a forward graph (every edge ``i → j`` has ``i < j``, as
+in every MGE and BGE) is assembled by one counting sort — row ``i`` of ``A`` is column ``i`` of
+``W`` (neighbours ``< i``) followed by row ``i`` of ``W`` (neighbours ``> i``), already sorted —
+and stored with the graph's own ``float32`` weights: no sum of two weights ever happens, so the
+values are exact, and a mat-vec reads 8 bytes per stored entry instead of scipy's 12 (float64
+values after ``W + Wᵀ``). Products accumulate in float64, row by row, each row by one thread in
+a fixed order, so the result does not depend on the number of threads.
+
+The Laplacian ``L = D − A`` is never formed: :func:`laplacian_matvec` fuses ``D·x − A·x``.
+:func:`rows_matvec` multiplies by a subset of the rows, which turns ``A`` into the biadjacency
+``B`` (and ``Bᵀ``) of a bipartite graph without copying it.
+
+>>> import numpy as np, scipy.sparse as sp
+>>> w = sp.csr_array(np.array([[0, 2, 0], [0, 0, 3], [0, 0, 0]], dtype=np.float32))
+>>> a = symmetric_csr(w)
+>>> a.toarray().tolist()
+[[0.0, 2.0, 0.0], [2.0, 0.0, 3.0], [0.0, 3.0, 0.0]]
+>>> matvec(a, np.ones(3)).tolist()
+[2.0, 5.0, 3.0]
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from numba import njit, prange
+
+# numba would pick the OpenMP layer (torch's libgomp), whose threads spin at every barrier: on a
+# busy machine a descheduled thread then stalls the spinning one (seen: a Laplacian mat-vec
+# waiting in gomp_team_barrier_wait_end). The workqueue layer sleeps instead. A layer the
+# user chose (NUMBA_THREADING_LAYER) is left alone.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+__all__ = [
+    "available_cores",
+    "resolve_jobs",
+    "symmetric_csr",
+    "matvec",
+    "laplacian_matvec",
+    "rows_matvec",
+    "row_sums",
+]
+
+
+def available_cores() -> int:
+    """The cores this process may run on: ``MGELIB_CORES`` when set (a grid worker's share, set
+    by :mod:`mgelib.runner`), else ``len(os.sched_getaffinity(0))`` (SLURM's and taskset's
+    limits included), else ``os.cpu_count()``."""
+    env = os.environ.get("MGELIB_CORES", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_jobs(n_jobs: int | None) -> int:
+    """``n_jobs`` when positive; ``None`` or ``0``: :func:`available_cores`.
+
+    >>> resolve_jobs(3)
+    3
+    >>> resolve_jobs(0) == available_cores()
+    True
+    """
+    if n_jobs is None or n_jobs == 0:
+        return available_cores()
+    if n_jobs < 0:
+        raise ValueError(f"n_jobs must be ≥ 0 (0 means every available core), got {n_jobs}")
+    return int(n_jobs)
+
+
+@njit(cache=True)
+def _is_forward(indptr, indices):  # pragma: no cover - compiled
+    for v in range(indptr.size - 1):
+        for k in range(indptr[v], indptr[v + 1]):
+            if indices[k] <= v:
+                return False
+    return True
+
+
+@njit(cache=True)
+def _symmetric(indptr, indices, data, n, idx_type):  # pragma: no cover - compiled
+    ptr = np.zeros(n + 1, np.int64)
+    for v in range(n):
+        ptr[v + 1] += indptr[v + 1] - indptr[v]
+        for k in range(indptr[v], indptr[v + 1]):
+            ptr[indices[k] + 1] += 1
+    for v in range(n):
+        ptr[v + 1] += ptr[v]
+    ind = np.empty(ptr[n], idx_type)
+    dat = np.empty(ptr[n], np.float32)
+    fill = ptr[:-1].copy()
+    for v in range(n):  # the transposed entries first: for a forward graph their columns are < v
+        for k in range(indptr[v], indptr[v + 1]):
+            u = indices[k]
+            ind[fill[u]] = v
+            dat[fill[u]] = data[k]
+            fill[u] += 1
+    for v in range(n):
+        f = fill[v]
+        for k in range(indptr[v], indptr[v + 1]):
+            ind[f] = indices[k]
+            dat[f] = data[k]
+            f += 1
+    return ptr, ind, dat
+
+
+def symmetric_csr(adj: sp.sparray, *, forward: bool = True) -> sp.csr_array:
+    """``A = max(W, Wᵀ)`` (``= W + Wᵀ`` when every edge has ``i < j``) as a float32 CSR.
+
+    ``forward=False`` or a graph with an edge ``i ≥ j`` takes scipy's ``maximum`` (reciprocal
+    pairs keep the larger weight, SPEC §6); either way the values are the graph's weights.
+    """
+    w = sp.csr_array(adj)
+    n = w.shape[0]
+    is_forward = forward and bool(_is_forward(w.indptr, w.indices))
+    if not is_forward:
+        w32 = sp.csr_array(w, dtype=np.float32)
+        a = sp.csr_array(w32.maximum(sp.csr_array(w32.T)))
+        a.sort_indices()
+        return a
+    idx_type = np.int32 if 2 * w.nnz < 2**31 and n < 2**31 else np.int64
+    ptr, ind, dat = _symmetric(
+        w.indptr, w.indices, w.data.astype(np.float32, copy=False), n, idx_type
+    )
+    if ptr[-1] < 2**31:
+        ptr = ptr.astype(np.int32)
+    out = sp.csr_array((dat, ind, ptr), shape=(n, n))
+    out.has_sorted_indices = True
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _matvec(ptr, ind, dat, x, out):  # pragma: no cover - compiled
+    for i in prange(ptr.size - 1):
+        s = 0.0
+        for k in range(ptr[i], ptr[i + 1]):
+            s += dat[k] * x[ind[k]]
+        out[i] = s
+
+
+@njit(parallel=True, cache=True)
+def _laplacian(ptr, ind, dat, deg, x, out):  # pragma: no cover - compiled
+    for i in prange(ptr.size - 1):
+        s = 0.0
+        for k in range(ptr[i], ptr[i + 1]):
+            s += dat[k] * x[ind[k]]
+        out[i] = deg[i] * x[i] - s
+
+
+@njit(parallel=True, cache=True)
+def _rows(ptr, ind, dat, rows, x, out):  # pragma: no cover - compiled
+    for r in prange(rows.size):
+        i = rows[r]
+        s = 0.0
+        for k in range(ptr[i], ptr[i + 1]):
+            s += dat[k] * x[ind[k]]
+        out[r] = s
+
+
+@njit(parallel=True, cache=True)
+def _row_sums(ptr, dat, out):  # pragma: no cover - compiled
+    for i in prange(ptr.size - 1):
+        s = 0.0
+        for k in range(ptr[i], ptr[i + 1]):
+            s += dat[k]
+        out[i] = s
+
+
+def matvec(a: sp.csr_array, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``A @ x`` in float64 (row-parallel; the same bits for any number of threads)."""
+    out = np.empty(a.shape[0]) if out is None else out
+    _matvec(a.indptr, a.indices, a.data, np.ascontiguousarray(x, dtype=np.float64), out)
+    return out
+
+
+def row_sums(a: sp.csr_array) -> np.ndarray:
+    """Row sums in float64 (the weighted degrees of a symmetric adjacency)."""
+    out = np.empty(a.shape[0])
+    _row_sums(a.indptr, a.data, out)
+    return out
+
+
+def laplacian_matvec(
+    a: sp.csr_array, deg: np.ndarray, x: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``(D − A) @ x`` without forming ``D − A``."""
+    out = np.empty(a.shape[0]) if out is None else out
+    _laplacian(a.indptr, a.indices, a.data, deg, np.ascontiguousarray(x, dtype=np.float64), out)
+    return out
+
+
+def rows_matvec(
+    a: sp.csr_array, rows: np.ndarray, x: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``A[rows] @ x`` (``x`` of full length) without copying the rows."""
+    out = np.empty(rows.size) if out is None else out
+    _rows(a.indptr, a.indices, a.data, rows, np.ascontiguousarray(x, dtype=np.float64), out)
+    return out

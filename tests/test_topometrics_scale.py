@@ -1,0 +1,235 @@
+"""The paths that make the topometrics scale (issue 18), each against an independent count:
+
+- the 2-hop sizes from translation classes (:mod:`mgelib.metrics.twohop`) equal the explicit
+  node-by-node count on MGEs of every architecture family — padding, pooling windows, strided
+  convs, residual shortcuts, depthwise convs, ``compat="mge-snn"`` — and on random graphs with
+  no symmetry at all;
+- RAND-ESU with cut probabilities is unbiased: the mean over seeds lies within a few standard
+  errors of the exact count; with cut probabilities 1 it is the exact count;
+- the values do not depend on ``n_jobs``;
+- the multi-threaded symmetric adjacency and mat-vecs equal scipy's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from mgelib import encode, models
+from mgelib.graphs import Graph
+from mgelib.masks import apply_masks
+from mgelib.metrics import TOPOMETRICS, kernels, linalg, topometrics, twohop
+from mgelib.metrics.combinatorial import cut_probabilities, motif_estimate
+
+MODELS = [("conv6", 8), ("resnet20", 8), ("mobilenetv2", 8), ("wrn28_2", 8)]
+
+
+def _masked(name: str, size: int, keep: float, seed: int = 0) -> torch.nn.Module:
+    net = models.build(name, 3, 10, size, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    masks = {
+        n: (torch.rand(p.shape, generator=gen) < keep).float()
+        for n, p in net.named_parameters()
+        if p.dim() > 1
+    }
+    return apply_masks(net, masks).eval()
+
+
+@pytest.fixture(scope="module")
+def mges() -> dict[str, Graph]:
+    out = {}
+    for name, size in MODELS:
+        net = _masked(name, size, keep=0.05)
+        out[name] = encode(net, (3, size, size))
+        if name in ("conv6", "resnet20"):
+            out[f"{name}-compat"] = encode(net, (3, size, size), compat="mge-snn")
+    return out
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["conv6", "conv6-compat", "resnet20", "resnet20-compat", "mobilenetv2", "wrn28_2"],
+)
+def test_two_hop_classes_equal_the_explicit_count(mges, key):
+    graph = mges[key]
+    _assert_classes_exact(graph.adjacency, graph.dims, graph.shapes)
+
+
+def _assert_classes_exact(adj, dims, shapes) -> None:  # noqa: ANN001
+    """Every node's explicit count equals its class representative's (the class path), and
+    the public function (whichever path it takes) equals the explicit count."""
+    want = kernels.two_hop_sizes(adj)
+    reps, cls = twohop.two_hop_classes(adj, dims, shapes)
+    assert np.array_equal(want[reps][cls], want)
+    got = twohop.two_hop_sizes(adj, dims, shapes)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_two_hop_classes_on_the_32x32_conv6_shape():
+    """The CIFAR shape (interior positions far from every border) at s = 0.98."""
+    net = _masked("conv6", 32, keep=0.02)
+    graph = encode(net, (3, 32, 32))
+    _assert_classes_exact(graph.adjacency, graph.dims, graph.shapes)
+    reps, _ = twohop.two_hop_classes(graph.adjacency, graph.dims, graph.shapes)
+    assert reps.size < graph.n_nodes / 3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_two_hop_classes_on_random_graphs_without_symmetry(seed):
+    """Random (also non-forward, looped) graphs on image-shaped partitions."""
+    rng = np.random.default_rng(seed)
+    shapes = [(2, 4, 4), (3, 4, 4), (2, 2, 2), (5,)]
+    dims = [int(np.prod(s)) for s in shapes]
+    n = sum(dims)
+    m = int(rng.integers(0, 4 * n))
+    src, tgt = rng.integers(0, n, m), rng.integers(0, n, m)
+    adj = sp.csr_array((np.ones(m), (src, tgt)), shape=(n, n))
+    adj.sum_duplicates()
+    _assert_classes_exact(adj, dims, shapes)
+
+
+def test_two_hop_topometric_uses_the_classes_and_agrees_with_igraph(mges):
+    graph = mges["resnet20"]
+    fast = topometrics(graph, normalise=False, metrics=("2-hop_nei",))
+    ref = topometrics(graph, normalise=False, metrics=("2-hop_nei",), engine="igraph")
+    assert fast["2-hop_nei"] == ref["2-hop_nei"]
+
+
+# ---------------------------------------------------------------- RAND-ESU
+def _dense_random(seed: int, n: int, p: float) -> sp.csr_array:
+    rng = np.random.default_rng(seed)
+    a = np.triu(rng.random((n, n)) < p, 1)
+    return sp.csr_array(a.astype(np.float32))
+
+
+def test_rand_esu_with_probability_one_is_the_exact_count():
+    view = kernels.undirected_view(_dense_random(0, 60, 0.15))
+    roots = np.arange(60)
+    exact = kernels.esu4_counts(view, roots)
+    assert kernels.esu4_estimates(view, roots).tolist() == exact.astype(float).tolist()
+
+
+def test_rand_esu_is_unbiased():
+    """Mean over 200 seeds of the all-roots estimate with p2 = 0.5, p3 = 0.3, against the exact
+    total: within 4 standard errors (of the mean over seeds)."""
+    view = kernels.undirected_view(_dense_random(1, 40, 0.2))
+    roots = np.arange(40)
+    exact = float(kernels.esu4_counts(view, roots).sum())
+    assert exact > 1000
+    draws = np.array(
+        [kernels.esu4_estimates(view, roots, 0.5, 0.3, seed=s).sum() for s in range(200)]
+    )
+    se = draws.std(ddof=1) / math.sqrt(draws.size)
+    assert draws.std() > 0  # really random
+    assert abs(draws.mean() - exact) <= 4 * se, (draws.mean(), exact, se)
+
+
+def test_rand_esu_estimates_do_not_depend_on_the_threads():
+    view = kernels.undirected_view(_dense_random(2, 80, 0.2))
+    roots = np.arange(0, 80, 3)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = kernels.esu4_estimates(view, roots, 0.4, 0.2, seed=5)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = kernels.esu4_estimates(view, roots, 0.4, 0.2, seed=5, n_chunks=7)
+    finally:
+        numba.set_num_threads(before)
+    assert one.tolist() == two.tolist()
+
+
+def test_cut_probabilities_fit_the_budget():
+    assert cut_probabilities((10.0, 100.0), 1e3) == (1.0, 1.0)
+    p2, p3 = cut_probabilities((10.0, 1e6), 1e3)
+    assert p2 == 1.0 and p3 * 1e6 + 10 <= 1e3 * 1.01
+    p2, p3 = cut_probabilities((1e6, 1e9), 1e3)
+    assert p2 * 1e6 + p2 * p3 * 1e9 <= 1e3 * 1.01
+    assert all(p > 0 for p in cut_probabilities((1e6, 1e9), 0))
+
+
+def test_motif_estimate_past_the_budget_is_finite_with_a_standard_error():
+    adj = _dense_random(3, 2500, 0.02)
+    view = kernels.undirected_view(adj)
+    exact, se0, probs0, k = motif_estimate(view, 2500, 0, math.inf)
+    assert probs0 == (1.0, 1.0) and k == 2
+    est, se, (p2, p3), _ = motif_estimate(view, 2500, 0, 1e3)
+    assert p3 < 1 and math.isfinite(est) and math.isfinite(se) and est >= 0
+
+
+# ---------------------------------------------------------------- threads and kernels
+def test_values_do_not_depend_on_n_jobs(mges):
+    graph = mges["resnet20"]
+    one = topometrics(graph, seed=2, normalise=False, n_jobs=1)
+    two = topometrics(graph, seed=2, normalise=False, n_jobs=2)
+    auto = topometrics(graph, seed=2, normalise=False)  # n_jobs=0: every available core
+    assert [one[m] for m in TOPOMETRICS] == [two[m] for m in TOPOMETRICS]
+    assert [one[m] for m in TOPOMETRICS] == [auto[m] for m in TOPOMETRICS]
+
+
+def test_available_cores_honours_the_worker_share(monkeypatch):
+    monkeypatch.delenv("MGELIB_CORES", raising=False)
+    assert linalg.available_cores() >= 1
+    monkeypatch.setenv("MGELIB_CORES", "3")
+    assert linalg.available_cores() == 3 and linalg.resolve_jobs(0) == 3
+    assert linalg.resolve_jobs(2) == 2
+    with pytest.raises(ValueError, match="n_jobs"):
+        linalg.resolve_jobs(-1)
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_symmetric_csr_and_matvecs_equal_scipy(forward):
+    rng = np.random.default_rng(4)
+    n = 300
+    w = sp.random_array((n, n), density=0.05, rng=rng, dtype=np.float32, format="csr")
+    w = sp.csr_array(sp.triu(w, 1) if forward else w)
+    a = linalg.symmetric_csr(w, forward=forward)
+    w64 = sp.csr_array(w, dtype=np.float64)
+    want = sp.csr_array(w64 + w64.T) if forward else sp.csr_array(w64.maximum(w64.T))
+    assert np.array_equal(a.toarray(), want.toarray())
+    x = rng.standard_normal(n)
+    assert np.allclose(linalg.matvec(a, x), want @ x, rtol=1e-12, atol=1e-12)
+    deg = linalg.row_sums(a)
+    lap = sp.diags(deg) - want
+    assert np.allclose(linalg.laplacian_matvec(a, deg, x), lap @ x, rtol=1e-12, atol=1e-12)
+    rows = np.array([3, 7, 299])
+    assert np.allclose(linalg.rows_matvec(a, rows, x), (want @ x)[rows], rtol=1e-12)
+
+
+def test_a_grid_worker_pins_its_share_of_the_cores(monkeypatch):
+    """``run_chunk(cores=k)`` (what the local executor's N workers get, k = cores // N) sets
+    ``MGELIB_CORES`` and the thread variables before its runs, so ``n_jobs=0`` / ``threads=0``
+    in the notebooks it starts resolve to k."""
+    from mgelib.runner.run import THREAD_VARIABLES, run_chunk
+
+    for name in ("MGELIB_CORES", *THREAD_VARIABLES):
+        monkeypatch.setenv(name, "")  # restored by monkeypatch after the test
+    seen = []
+
+    def task(spec, profile, root, force=False):  # noqa: ANN001, ANN202
+        import os
+
+        seen.append((linalg.available_cores(), [os.environ[v] for v in THREAD_VARIABLES]))
+        return "done"
+
+    assert run_chunk(["a", "b"], {"name": "t"}, "/nonexistent", task=task, cores=1) == [
+        "done",
+        "done",
+    ]
+    assert seen == [(1, ["1"] * len(THREAD_VARIABLES))] * 2
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_weak_components_equal_scipy(seed):
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 80))
+    m = int(rng.integers(0, 2 * n))
+    adj = sp.csr_array((np.ones(m), (rng.integers(0, n, m), rng.integers(0, n, m))), shape=(n, n))
+    want = connected_components(adj, directed=True, connection="weak", return_labels=False)
+    assert kernels.weak_components(adj) == want
