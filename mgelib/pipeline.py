@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -166,9 +168,13 @@ def record_dst(
 
     run_dir = Path(run_dir)
     final = hook.masks()
+    # The init row is weighted by the masked initial weights (init.pt), the final row by the
+    # trained ones: ``model`` has been trained by now.
+    initial_net = copy.deepcopy(model).cpu()
+    initial_net.load_state_dict(io.load_torch(run_dir / "init.pt"))
     table = dst.trajectory(
         hook.records,
-        initial=dst.full_topometrics(model, input_shape, masks, seed=seed),
+        initial=dst.full_topometrics(initial_net, input_shape, masks, seed=seed),
         final=dst.full_topometrics(model, input_shape, final, seed=seed),
         masks_init=masks,
         masks_final=final,
@@ -217,7 +223,6 @@ def load_run_model(
     ``mask_state="final"`` uses the mask a DST run ended with (``final_masks.npz``); runs whose
     mask never moved (PaI, dense, imported) have only one, and both states give it.
     """
-    import warnings
 
     from mgelib.errors import MissingRunFileError
     from mgelib.masks import apply_masks
@@ -260,7 +265,17 @@ def load_run_model(
     )
     net.load_state_dict(io.load_torch(run_dir / name))
     final = run_dir / "final_masks.npz"
-    masks_file = final if mask_state == "final" and final.exists() else run_dir / "masks.npz"
+    use_final = mask_state == "final" and final.exists()
+    if use_final and name == "init.pt" and (run_dir / "model.pt").exists():
+        # A DST run's final mask holds weights regrown at zero long after initialisation: its
+        # initial weights there are 0, so its edges are weighted by the trained weights.
+        warnings.warn(
+            f"{run_dir}: the final mask of a DST run is measured with its trained weights "
+            "(model.pt); its initial weights are zero where weights were regrown",
+            stacklevel=2,
+        )
+        net.load_state_dict(io.load_torch(run_dir / "model.pt"))
+    masks_file = final if use_final else run_dir / "masks.npz"
     apply_masks(net, io.load_masks(masks_file))
     return net.eval()
 

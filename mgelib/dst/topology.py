@@ -75,6 +75,7 @@ def _measure(
     masks: Mapping[str, torch.Tensor],
     metrics: tuple[str, ...] | None,
     seed: int,
+    weights: str = "binary",
 ) -> dict[str, Any]:
     import time
 
@@ -82,7 +83,7 @@ def _measure(
     from mgelib.metrics import topometrics
 
     t0 = time.perf_counter()
-    graph = encode(net, tuple(input_shape), masks=dict(masks), weights="binary")
+    graph = encode(net, tuple(input_shape), masks=dict(masks), weights=weights)
     topo = topometrics(graph, metrics=metrics, seed=seed)
     names = [m for m in topo if m not in ("nodes", "edges")]
     row: dict[str, Any] = {m: float(topo[m]) for m in names}
@@ -122,9 +123,11 @@ def full_topometrics(
     *,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """All 16 topometrics (method §6) of the MGE of ``masks``, binary edge weights."""
+    """All 16 topometrics (method §6) of the MGE of ``masks``, edge weights ``|w|`` of ``model``'s
+    weights as they are (the masked initial weights for the init row, the trained ones for the
+    final row: the same weighting as ``20_graph_metrics``)."""
     net = copy.deepcopy(model).cpu().eval()
-    return _measure(net, input_shape, masks, None, seed)
+    return _measure(net, input_shape, masks, None, seed, weights="init")
 
 
 def trajectory(
