@@ -45,11 +45,11 @@ __all__ = [
 Masks = dict[str, torch.Tensor]
 
 #: Module types whose ``weight`` is prunable.
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
 def prunable_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Conv2d and Linear modules by qualified module name, in registration order."""
+    """Conv1d, Conv2d and Linear modules by qualified module name, in registration order."""
     return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -681,3 +682,29 @@ def test_dense_paper_models_are_connected(conv6, resnet20):
     for model in (conv6, resnet20):
         masks = prune("uniform", model, 0.0)
         assert path_connected(model, masks, (3, 8, 8))
+
+
+@pytest.mark.parametrize("name", sorted(PRUNERS))
+def test_conv1d_layers_are_prunable_and_encode(name):
+    """Conv1d weights are prunable like Conv2d ones (the MGE encodes 1-D inputs): exact kept
+    count, and the graph has one edge per kept tap and position."""
+    from mgelib import encode
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv1d(2, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
+    batch = (torch.randn(40, 2, 16), torch.arange(40) % 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        masks = prune(name, net, 0.8, data=batch, input_shape=(2, 16))
+    assert set(masks) == {"0.weight", "2.weight", "6.weight"}
+    n = sum(m.numel() for m in masks.values())
+    assert sum(int(m.sum()) for m in masks.values()) == round(0.2 * n)
+    assert encode(net, (2, 16), masks=masks).n_edges > 0

@@ -383,9 +383,9 @@ def check_options(pruner: str, fn: Any, options: Mapping[str, Any]) -> None:
     for key in options:
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TypeError(
-                f"pruner {pruner!r} has no option {key!r}{hint} It accepts: "
+                f"pruner {pruner!r} has no option {key!r}{hint}. It accepts: "
                 f"{', '.join(accepted) or 'no options'}"
             )
 
