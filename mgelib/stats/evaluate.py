@@ -386,7 +386,7 @@ def evaluate(
     keep_cols = [c for c in [*keep_cols, "seed"] if c in df.columns]
     runnable = _units(df, design)
     if not runnable:
-        raise InsufficientData(f"evaluate: no unit has ≥ {design.min_group_size} rows")
+        raise InsufficientData(f"evaluate: no group has ≥ {design.min_group_size} rows")
     sets = {k_: list(v) for k_, v in feature_sets.items()}
     args = dict(feature_sets=sets, target=target, keep_cols=keep_cols, design=design)
     if n_jobs == 1:

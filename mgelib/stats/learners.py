@@ -36,7 +36,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from mgelib.stats._common import _check_columns, _single_thread
 
-__all__ = ["LEARNERS", "LINEAR_LEARNERS", "RIDGE_ALPHAS", "fit_predict"]
+__all__ = ["LEARNERS", "LINEAR_LEARNERS", "RIDGE_ALPHAS", "BOX_SLACK", "fit_predict"]
 
 LEARNERS: tuple[str, ...] = ("ridge", "gbt")
 #: Learners whose features are log-transformed where skewed and standardised.
@@ -44,6 +44,9 @@ LINEAR_LEARNERS: tuple[str, ...] = ("ridge",)
 #: Ridge penalties tried by the inner CV, as multiples of the training size n (the features are
 #: standardised, so XᵀX ≈ n·correlation: α/n = 1 halves the weight of a unit-variance direction).
 RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-4, 3, 22))
+#: Linear learners extrapolate at most this fraction of the training span beyond the training
+#: range of each (transformed) feature: test values further out are clipped (SPEC §8.2).
+BOX_SLACK = 0.25
 #: Inner folds of the penalty search when the outer scheme gives no groups.
 _INNER_K = 5
 
@@ -87,8 +90,11 @@ def _prep_fit(
     if standardise:
         sd = B.std(axis=0)
         state["mean"], state["sd"] = B.mean(axis=0), np.where(sd > 0, sd, 1.0)
-        # The training box of the (transformed) features: test values are clipped into it.
-        state["box"] = (B.min(axis=0, initial=np.inf), B.max(axis=0, initial=-np.inf))
+        # The training box of the (transformed) features, widened by BOX_SLACK × its span on
+        # each side: test values are clipped into it.
+        lo, hi = B.min(axis=0, initial=np.inf), B.max(axis=0, initial=-np.inf)
+        slack = BOX_SLACK * (hi - lo)
+        state["box"] = (lo - slack, hi + slack)
     return state
 
 
