@@ -83,6 +83,7 @@ LABELS: dict[str, str] = {
     "layer_density__wmean": "weighted mean layer density",
     "ramanujan": "Ramanujan (Δr, imsg, imdb)",
     "ramanujan+density": "Ramanujan + density",
+    "ramanujan+layer_density": "Ramanujan + layer-wise density",
     "rolled": "rolled BGE",
     "rolled_channel": "rolled-channel BGE",
     "mge": "MGE topometrics",
@@ -112,7 +113,11 @@ def label(name: str) -> str:
     name = str(name)
     if name in LABELS:
         return LABELS[name]
-    return name if "+" in name or ":" in name else name.replace("__", " ").replace("_", " ")
+    if ":" in name or name.endswith("+shuffle"):
+        return name
+    if "+" in name:  # a union of feature sets
+        return " + ".join(label(part) for part in name.split("+"))
+    return name.replace("__", " ").replace("_", " ")
 
 
 def _lighten(colour: str, amount: float = 0.5) -> tuple[float, float, float]:

@@ -165,11 +165,13 @@ def safe_claim(
     comparison: str,
     statistic: str,
     subset: str = "",
+    prefix: str = "",
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """``fn(data, **kwargs)`` (a ``stats.claim_*``), or one :func:`insufficient_row` when the
     data are empty or the function raises :class:`mgelib.stats.InsufficientData`. Any other
     error (a typo in a feature-set name, a bad option) propagates: it is a bug, not a verdict.
+    ``subset`` is stored on every row; ``prefix`` is prepended to each row's comparison.
 
     Examples
     --------
@@ -179,13 +181,22 @@ def safe_claim(
     """
     if data is None or len(data) == 0:
         return [
-            insufficient_row(claim, comparison, statistic, "no out-of-fold predictions", subset)
+            insufficient_row(
+                claim, prefix + comparison, statistic, "no out-of-fold predictions", subset
+            )
         ]
     try:
         rows = fn(data, **kwargs)
     except stats.InsufficientData as err:
-        return [insufficient_row(claim, comparison, statistic, str(err), subset)]
-    return [{**r, "subset": subset} for r in rows]
+        return [insufficient_row(claim, prefix + comparison, statistic, str(err), subset)]
+    return [
+        {
+            **r,
+            "subset": subset,
+            "feature_set_or_comparison": prefix + r["feature_set_or_comparison"],
+        }
+        for r in rows
+    ]
 
 
 def write_claims(rows: Sequence[Mapping[str, Any]], folder: str | Path) -> pd.DataFrame:

@@ -79,6 +79,7 @@ def plot_overview(df: pd.DataFrame, target: str, x: str = "sparsity") -> plt.Fig
     if x == "sparsity" and data[x].between(0, 1, inclusive="neither").all():
         plotting.sparsity_axis(g.axes, data[x])
     g.set_titles("{col_name}")
+    _legend_right(g)
     g.set_axis_labels(plotting.label(x) + (" (logit scale)" if x == "sparsity" else ""),
                       plotting.label(target))  # fmt: skip
     return g.figure
@@ -88,7 +89,7 @@ def _mark_clipped(ax: Any, n: int, floor: float, what: str = "R²") -> None:
     """A visible note of how many values lie below the axis floor (drawn at it as ▼)."""
     if n:
         ax.annotate(
-            f"▼ {n} value{'s' * (n > 1)} with {what} < {floor:g} drawn at {floor:g}",
+            f"▼ {n} value{'s' * (n > 1)} with {what} < {floor:g}, drawn at {floor:g}",
             (0.02, 0.02),
             xycoords="axes fraction",
             fontsize=6.5,
@@ -205,6 +206,7 @@ def plot_scores_by_sparsity(
     label = {"r2": "out-of-fold R²", "tau": "Kendall τ"}.get(y, y)
     g.set_axis_labels("sparsity (logit scale)", f"{estimator} {label}")
     g.set_titles("{row_name} · {col_name}", size=9)
+    _legend_right(g)
     for (lr, fo), ax in g.axes_dict.items():
         ax.axhline(0, color="0.3", lw=0.8, ls=":")
         raw = scores[
@@ -249,7 +251,7 @@ def plot_layer_scores(
         n_out = int(((r < floor) | (r > -floor)).sum())
         if n_out:
             ax.annotate(
-                f"{n_out} differences beyond ±{-floor:g} drawn at the edge",
+                f"{n_out} difference{'s' * (n_out > 1)} beyond ±{-floor:g}, drawn at the edge",
                 (0.02, 0.02),
                 xycoords="axes fraction",
                 fontsize=6.5,
@@ -257,13 +259,20 @@ def plot_layer_scores(
             )
     g.set_titles("{col_name}")
     g.set_axis_labels("layer (forward order)", f"R²({a}) − R²({b})")
+    _legend_right(g)
     return g.figure
+
+
+def _legend_right(g: Any) -> None:
+    # Outside the panels, so a later tight layout or figure title cannot overlap it.
+    if g.legend is not None:
+        sns.move_legend(g, "center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 def plot_correlations(table: pd.DataFrame, label: str = "Spearman ρ") -> plt.Figure:
     """A heatmap of correlations (rows × features), e.g.
     :func:`mgelib.analysis.feature_correlations`."""
-    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * table.shape[1], 1.0 + 0.3 * table.shape[0]))
+    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * table.shape[1], 2.4 + 0.3 * table.shape[0]))
     sns.heatmap(
         table.astype(float),
         annot=True,

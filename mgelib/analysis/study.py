@@ -40,6 +40,8 @@ __all__ = [
     "check_claims",
     "check_importance",
     "check_scores",
+    "evaluate_subsets",
+    "verdict_counts",
 ]
 
 #: The pruner subsets every claim is reported for: the PaI algorithms, the DST methods, all.
@@ -225,3 +227,53 @@ def check_scores(scores: pd.DataFrame, floor: float = -1.0) -> None:
     mean = lin.groupby(["scope", "feature_set", "folds"])["r2"].mean()
     bad = mean[mean < floor]
     assert bad.empty, f"a linear learner blew up (mean R² < {floor}): {bad.round(2).to_dict()}"
+
+
+def evaluate_subsets(
+    subsets: Mapping[str, pd.DataFrame],
+    feature_sets: Mapping[str, Sequence[str]],
+    study: Study,
+    **overrides: Any,
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """:func:`mgelib.analysis.evaluate_or_skip` of the same feature sets on every pruner subset
+    (same design, folds and resamples per unit): ``{subset: (scores, oof)}``. Under
+    leave-one-pruner-out every pruner of a subset — DST methods included — is held out once."""
+    from mgelib.analysis.evaluation import evaluate_or_skip, resolve_jobs
+
+    out = {}
+    for name, sub in subsets.items():
+        print(f"subset {name}: {len(sub)} networks, {sub['pruner'].nunique()} pruners")
+        scores, oof, _ = evaluate_or_skip(
+            sub,
+            feature_sets,
+            study.target,
+            design=study.design,
+            progress=False,
+            n_jobs=resolve_jobs(study.params["n_jobs"], len(sub)),
+            **overrides,
+        )
+        out[name] = (scores, oof)
+    return out
+
+
+def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
+    """How many claims rows reach each verdict, per subset (columns in
+    :data:`mgelib.stats.VERDICTS` order), printed as one sentence per subset.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"subset": ["pai", "pai"], "verdict": ["supported", "contradicted"]})
+    >>> verdict_counts(t).loc["pai", "supported"]
+    pai: 1 supported, 1 contradicted, 0 no difference shown, 0 insufficient data (of 2 rows).
+    np.int64(1)
+    """
+    table = (
+        claims.groupby(["subset", "verdict"], sort=False)
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=list(stats.VERDICTS), fill_value=0)
+    )
+    for subset, row in table.iterrows():
+        parts = ", ".join(f"{int(n)} {v}" for v, n in row.items())
+        print(f"{subset or 'all rows'}: {parts} (of {int(row.sum())} rows).")
+    return table
