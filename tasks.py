@@ -185,6 +185,7 @@ def paper_analysis(c, subset="", output=""):
     """Run notebooks 40/50/55 on the authors' tables; executed copies + claims.csv in reports/paper."""
     from pathlib import Path
 
+    from mgelib.analysis import strip_paths
     from mgelib.notebooks import run_notebook
 
     out = Path(output or "reports/paper").resolve()
@@ -195,4 +196,5 @@ def paper_analysis(c, subset="", output=""):
             output_dir=out / stem,
             quiet=False,
         )
+        strip_paths(out / stem, Path(__file__).parent)  # committed: no absolute paths of ours
         print(f"{stem}: {path}  claims: {out / stem / 'claims.csv'}")

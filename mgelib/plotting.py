@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -194,7 +195,9 @@ def set_title(fig: plt.Figure, text: str, fontsize: int = 10) -> None:
     fig.suptitle(text, fontsize=fontsize)
     lines = text.count("\n") + 1
     reserve = min(0.3, (lines * 1.6 * fontsize / 72) / fig.get_figheight())
-    fig.tight_layout(rect=(0, 0, 1, 1 - reserve))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a cramped figure keeps its layout
+        fig.tight_layout(rect=(0, 0, 1, 1 - reserve))
 
 
 def save_figure(

@@ -183,14 +183,14 @@ def plot_scores_by_sparsity(
     cell) against sparsity, per feature set; values below ``floor`` are drawn at it."""
     data = scores.assign(
         **{y: scores[y].clip(lower=floor)},
-        feature_set=scores["feature_set"].map(plotting.label),
+        **{"feature set": scores["feature_set"].map(plotting.label)},
         folds=scores["folds"].map(lambda f: _FOLDS.get(f, f)),
     )
     g = sns.relplot(
         data=data,
         x="sparsity",
         y=y,
-        hue="feature_set",
+        hue="feature set",
         hue_order=[plotting.label(o) for o in order],
         row="learner",
         col="folds",

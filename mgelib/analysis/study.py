@@ -42,6 +42,7 @@ __all__ = [
     "check_scores",
     "evaluate_subsets",
     "verdict_counts",
+    "strip_paths",
 ]
 
 #: The pruner subsets every claim is reported for: the PaI algorithms, the DST methods, all.
@@ -277,3 +278,40 @@ def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
         parts = ", ".join(f"{int(n)} {v}" for v, n in row.items())
         print(f"{subset or 'all rows'}: {parts} (of {int(row.sum())} rows).")
     return table
+
+
+def strip_paths(folder: str | Path, root: str | Path) -> list[Path]:
+    """Rewrite the executed notebooks (``.ipynb``, ``.html``) and JSON files under ``folder``
+    so that no absolute path of this machine remains: ``root`` (the repository) becomes ``.``,
+    the Python prefix ``<python>`` and the home folder ``~``. For reports that are committed.
+    Returns the files changed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.ipynb").write_text('{"output_dir": "/repo/reports/paper"}')
+    >>> [p.name for p in strip_paths(d, "/repo")], (d / "a.ipynb").read_text()
+    (['a.ipynb'], '{"output_dir": "./reports/paper"}')
+    """
+    import re
+    import sys
+
+    from mgelib import io
+
+    swaps = [(str(Path(root).resolve()), "."), (str(Path(root)), ".")]
+    swaps += [(sys.prefix, "<python>"), (sys.base_prefix, "<python>"), (str(Path.home()), "~")]
+    swaps = [(a, b) for a, b in swaps if a not in ("", "/", ".")]
+    changed = []
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix not in (".ipynb", ".html", ".json") or not path.is_file():
+            continue
+        text = new = path.read_text(encoding="utf-8")
+        for a, b in sorted(set(swaps), key=lambda s: -len(s[0])):
+            # a whole path component only: /repo must not match the start of /reports
+            new = re.sub(re.escape(a) + r"(?![\w.-])", b, new)
+        if new != text:
+            with io.atomic_path(path) as tmp:
+                tmp.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
