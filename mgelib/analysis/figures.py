@@ -382,6 +382,9 @@ def plot_importance(imp: pd.DataFrame, unit_col: str = "unit") -> plt.Figure:
         cbar_kws={"label": "drop in held-out R²"},
         yticklabels=[plotting.label(f) for f in table.index],
     )
+    # seaborn leaves NaN cells blank: say what they are instead of leaving a gap to read into
+    for i, j in zip(*np.nonzero(~np.isfinite(table.to_numpy(float)))):
+        ax.text(j + 0.5, i + 0.5, "undefined", ha="center", va="center", fontsize=6.5, color="0.4")
     ax.set_xlabel("")
     ax.set_ylabel("")
     undefined = imp[~np.isfinite(imp["importance"].to_numpy(float))]
