@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.collections import LineCollection
+from matplotlib.ticker import FormatStrFormatter
 
 from mgelib import vocabulary
 from mgelib.io import atomic_path
@@ -358,13 +359,13 @@ def accuracy_vs_sparsity(
     shuffled = df["pruner"].astype(str).str.endswith("+shuffle")
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(
-        data=df.assign(null_model=shuffled.map({False: "pruner", True: "+shuffle"})),
+        data=df.assign(topology=shuffled.map({False: "as pruned", True: "+shuffle (null model)"})),
         x="sparsity",
         y=y,
         hue="pruner",
         hue_order=pruners,
         palette=_palette(pruners),
-        style="null_model" if shuffled.any() else None,
+        style="topology" if shuffled.any() else None,
         marker="o",
         errorbar="sd",
         ax=ax,
@@ -403,6 +404,8 @@ def metric_vs_sparsity(df: pd.DataFrame, metrics: Sequence[str], ncols: int = 4)
         )
         sparsity_axis(ax, df["sparsity"])
         ax.set_title(label(m), fontsize=9)
+        # tick labels carry their own exponent: an axis offset ("1e-5") would collide with the title
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
