@@ -92,9 +92,7 @@ def _prep_fit(
         state["mean"], state["sd"] = B.mean(axis=0), np.where(sd > 0, sd, 1.0)
         # The training box of the (transformed) features, widened by BOX_SLACK × its span on
         # each side: test values are clipped into it.
-        lo, hi = B.min(axis=0, initial=np.inf), B.max(axis=0, initial=-np.inf)
-        slack = BOX_SLACK * (hi - lo)
-        state["box"] = (lo - slack, hi + slack)
+        state["box"] = _box(B)
     return state
 
 
@@ -175,25 +173,42 @@ def _inner_splits(n: int, groups: np.ndarray | None, seed: int) -> list[tuple]:
     return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
 
 
+def _box(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training range of each column widened by :data:`BOX_SLACK` of its span."""
+    lo, hi = B.min(axis=0, initial=np.inf), B.max(axis=0, initial=-np.inf)
+    slack = BOX_SLACK * (hi - lo)
+    return lo - slack, hi + slack
+
+
 def _choose_alpha(
     B: np.ndarray, y: np.ndarray, Z: np.ndarray, groups: np.ndarray | None, seed: int
 ) -> tuple[float, float]:
-    """The penalty (from :data:`RIDGE_ALPHAS` × n) with the least inner-CV squared error, and
-    that error's share of the training variance (1 − inner R²). Ties go to the larger penalty."""
+    """The penalty from :data:`RIDGE_ALPHAS` × n by inner CV with the one-standard-error rule
+    (the largest penalty whose mean inner-fold error is within one SE of the smallest: with a
+    handful of training pruners the error curve is flat and noisy, and the simplest model
+    within noise is the one that generalises), and its error as a share of the training
+    variance (1 − inner R²). Inner folds clip features as the outer fit does."""
     n = len(y)
     alphas = np.asarray(RIDGE_ALPHAS) * n
-    sse = np.zeros(alphas.size)
+    mse = []
     for tr, te in _inner_splits(n, groups, seed):
         if tr.size < 2 or te.size == 0:
             continue
         Ztr = Z[tr][:, np.abs(Z[tr]).sum(axis=0) > 0]  # a level absent from the inner fold
         Zte = Z[te][:, np.abs(Z[tr]).sum(axis=0) > 0]
         betas, gammas = _ridge_path(B[tr], y[tr], Ztr, alphas)
-        pred = B[te] @ betas.T + Zte @ gammas  # (n_te, n_alphas)
-        sse += ((y[te, None] - pred) ** 2).sum(axis=0)
-    best = int(np.flatnonzero(sse <= sse.min() * (1 + 1e-9))[-1])
-    var = float(((y - y.mean()) ** 2).sum())
-    return float(alphas[best]), float(sse[best] / var) if var > 0 else np.nan
+        lo, hi = _box(B[tr])
+        pred = np.clip(B[te], lo, hi) @ betas.T + Zte @ gammas  # (n_te, n_alphas)
+        mse.append(((y[te, None] - pred) ** 2).mean(axis=0))
+    if not mse:
+        return float(alphas[-1]), np.nan
+    M = np.vstack(mse)
+    mean = M.mean(axis=0)
+    se = M.std(axis=0, ddof=1) / np.sqrt(len(M)) if len(M) > 1 else np.zeros_like(mean)
+    i_min = int(np.argmin(mean))
+    best = int(np.flatnonzero(mean <= mean[i_min] + se[i_min])[-1])
+    var = float(y.var())
+    return float(alphas[best]), float(mean[best] / var) if var > 0 else np.nan
 
 
 def _fit_arrays(
@@ -232,6 +247,8 @@ def _fit_arrays(
             alpha, st["inner_loss"] = _choose_alpha(B, y, Z, inner_groups, random_state)
         betas, gammas = _ridge_path(B, y, Z, np.array([float(alpha)]))
         st["alpha"], st["beta"], st["gamma"] = float(alpha), betas[0], gammas[:, 0]
+        # A bounded target: predictions stay within the training range (± BOX_SLACK of its span).
+        st["y_box"] = _box(y[:, None]) if len(y) else None
         return st
     if dkeep is not None:
         B = np.hstack([B, D[:, dkeep]])
@@ -251,6 +268,8 @@ def _predict_arrays(st: dict[str, Any], A: np.ndarray, D: np.ndarray | None) -> 
         if st["dkeep"] is not None and D is not None:
             Z = np.column_stack([Z, D[:, st["dkeep"]]])
         pred = B @ st["beta"] + Z @ st["gamma"]
+        if st.get("y_box") is not None:
+            pred = np.clip(pred, st["y_box"][0][0], st["y_box"][1][0])
         return np.asarray(pred, dtype=float), imputed, clipped
     if st["dkeep"] is not None and D is not None:
         B = np.hstack([B, D[:, st["dkeep"]]])
