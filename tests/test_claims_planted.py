@@ -49,8 +49,8 @@ def _planted(seed: int = 0, groups: int = 2, seeds: int = 3) -> pd.DataFrame:
 SETS = {
     "mge": ["topo1", "topo2", "topo3", "dens"],  # topology + density
     "rolled": ["bge1", "bge2", "bge3", "dens"],  # density only (noise besides)
-    "noise_a": ["noise1", "dens"],
-    "noise_b": ["noise2", "dens"],
+    "noise_a": ["noise1"],  # no information at all
+    "noise_b": ["noise2"],
     "density": ["dens"],
     "ramanujan": ["ram_same"],  # the same information as density
     "ram_worse": ["noise3"],  # clearly worse than density
