@@ -258,7 +258,9 @@ def plot_layer_scores(
                 color="tab:red",
             )
     g.set_titles("{col_name}")
-    g.set_axis_labels("layer (forward order)", f"R²({a}) − R²({b})")
+    # one y label for the figure: repeated per row, long labels run into each other
+    g.set_axis_labels("layer (forward order)", "")
+    g.figure.supylabel(f"R²({plotting.label(a)}) − R²({plotting.label(b)})", fontsize=9)
     _legend_right(g)
     return g.figure
 
