@@ -160,8 +160,12 @@ def grid_status(c, profile="smoke", full=False):
     help={"which": "graphs, metrics, bge, train, pruning or all", "quick": "skip the largest cases"}
 )
 def bench(c, which="all", quick=False):
-    """Benchmarks (print tables): graph encoding, topometrics, BGE/Ramanujan, training, pruning."""
-    names = ["graphs", "metrics", "bge", "train", "pruning"] if which == "all" else which.split(",")
+    """Benchmarks (print tables): graph encoding, topometrics, BGE/Ramanujan, training, pruning, DST."""
+    names = (
+        ["graphs", "metrics", "bge", "train", "pruning", "dst"]
+        if which == "all"
+        else which.split(",")
+    )
     for name in names:
         flag = " --quick" if quick else ""
         c.run(f"{PY} benchmarks/bench_{name}.py{flag}")

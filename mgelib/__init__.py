@@ -5,7 +5,7 @@ The public entry points are re-exported here and imported lazily, so ``import mg
 - :func:`mgelib.encode` — multipartite (MGE) and bipartite (rolled, rolled-channel) graph encodings;
 - :func:`mgelib.topometrics`, :func:`mgelib.layer_metrics`, :func:`mgelib.ramanujan` — metrics;
 - :mod:`mgelib.models`, :mod:`mgelib.data`, :mod:`mgelib.train` (its protocol in :mod:`mgelib.protocol`),
-  :mod:`mgelib.pruning`;
+  :mod:`mgelib.pruning` (pruning at initialisation), :mod:`mgelib.dst` (dynamic sparse training);
 - :mod:`mgelib.io` (run store), :mod:`mgelib.runner` (grids), :mod:`mgelib.notebooks` (papermill).
 """
 

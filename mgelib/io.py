@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import platform
 import socket
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -44,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from mgelib import paths
+from mgelib.errors import CorruptFileError
 
 __all__ = [
     "KEYS",
@@ -211,7 +214,17 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_parquet(path)
+    """A table written by :func:`write_table`; a named error if it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"table {path} does not exist")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise CorruptFileError(
+            f"{path} is not a readable Parquet table ({type(err).__name__}: {err}); delete it "
+            "and rerun the stage that writes it"
+        ) from err
 
 
 def save_masks(masks: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -230,8 +243,27 @@ def load_masks(path: str | os.PathLike) -> dict[str, Any]:
     """Masks saved by :func:`save_masks`, as CPU ``torch.BoolTensor`` s."""
     import torch
 
-    with np.load(path) as z:
-        return {k: torch.from_numpy(z[k].astype(bool)) for k in z.files}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"masks file {path} does not exist; 10_prune_and_train writes masks.npz into each run"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise CorruptFileError(
+            f"{path} is not a masks file written by mgelib.io.save_masks (truncated or corrupt: "
+            f"{type(err).__name__}: {err}); delete it and rerun 10_prune_and_train for this run"
+        ) from err
+    if not arrays:
+        raise CorruptFileError(f"{path} holds no masks; rerun 10_prune_and_train for this run")
+    out = {}
+    for k, a in arrays.items():
+        if a.dtype != bool and not np.isin(a, (0, 1)).all():
+            raise CorruptFileError(f"{path}: mask {k!r} holds values other than 0/1 ({a.dtype})")
+        out[k] = torch.from_numpy(a.astype(bool))
+    return out
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
@@ -245,7 +277,17 @@ def save_torch(obj: Any, path: str | os.PathLike) -> Path:
 def load_torch(path: str | os.PathLike, map_location: str = "cpu") -> Any:
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CorruptFileError(
+            f"{path} is not a readable torch file (truncated or corrupt: {first[:200]}); delete "
+            "it and rerun the stage that wrote it (a checkpoint.pt: training restarts from epoch 0)"
+        ) from err
 
 
 # --------------------------------------------------------------------------- provenance
@@ -307,10 +349,20 @@ def provenance(device: str | None = None) -> dict[str, Any]:
 def record_stage(
     run_dir: str | os.PathLike, stage: str, params: Mapping[str, Any], device: str | None = None
 ) -> None:
-    """Store the parameters a stage used and its provenance in the run folder."""
+    """Store the parameters a stage used and its provenance in the run folder.
+
+    A model or pruner given by a spec (``mymodels:tiny_vgg``) adds ``specs`` to the provenance:
+    the spec, its run-folder label, its source file and that file's sha256.
+    """
+    from mgelib.specs import describe
+
     run_dir = Path(run_dir)
     update_json(run_dir / "params.json", stage, dict(params))
-    update_json(run_dir / "provenance.json", stage, provenance(device))
+    prov = provenance(device)
+    user = describe(params)
+    if user:
+        prov["specs"] = user
+    update_json(run_dir / "provenance.json", stage, prov)
 
 
 # --------------------------------------------------------------------------- completion
@@ -351,6 +403,13 @@ def collect(
     Each run's rows get the run keys (model, dataset, pruner, sparsity, seed) as leading columns.
     ``missing="skip"`` ignores runs without the table; ``"raise"`` refuses them.
     """
+    if not Path(root).is_dir():
+        raise FileNotFoundError(
+            f"grid folder {root} does not exist; run the grid first (invoke reproduce) or pass "
+            "the folder that holds the model=…/dataset=… run folders"
+        )
+    if missing not in ("skip", "raise"):
+        raise ValueError(f"missing must be 'skip' or 'raise', got {missing!r}")
     frames = []
     absent = []
     for spec, d in iter_runs(root):
@@ -366,6 +425,11 @@ def collect(
         frames.append(pd.concat([keys, df.reset_index(drop=True)], axis=1))
     if absent and missing == "raise":
         raise FileNotFoundError(f"{len(absent)} runs under {root} lack {table}: {absent[:5]}")
+    if not frames and not absent:
+        raise FileNotFoundError(
+            f"no run folders (model=…/dataset=…/pruner=…/sparsity=…/seed=…) under {root}; is it "
+            "the grid folder? Run the grid first (invoke reproduce)"
+        )
     if not frames:
         return pd.DataFrame(columns=list(KEYS))
     out = pd.concat(frames, ignore_index=True)

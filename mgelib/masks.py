@@ -12,7 +12,8 @@ Examples
 >>> sorted(prunable_parameters(net))
 ['0.weight', '2.weight']
 >>> masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(net).items()}
->>> check_masks(net, masks)
+>>> sorted(check_masks(net, masks))
+['0.weight', '2.weight']
 >>> float(global_sparsity(masks))
 0.0
 """
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from mgelib.errors import MaskError
 
 __all__ = [
     "Masks",
@@ -67,6 +70,8 @@ def prunable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def check_sparsity(sparsity: float) -> float:
     """Return ``sparsity`` as a float, or raise a ``ValueError`` naming the bad value."""
+    if isinstance(sparsity, bool):
+        raise ValueError(f"sparsity must be a number in [0, 1), got the boolean {sparsity!r}")
     try:
         s = float(sparsity)
     except (TypeError, ValueError):
@@ -79,13 +84,55 @@ def check_sparsity(sparsity: float) -> float:
     return s
 
 
-def check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    """Raise a ``ValueError`` unless ``masks`` has exactly the model's prunable weights as keys,
-    each with the weight's shape."""
+def _as_bool_mask(key: str, value: Any) -> torch.Tensor:
+    """One mask as a CPU ``BoolTensor``: boolean, or 0/1 of any dtype (torch, numpy, nested lists).
+
+    Anything else is refused with the key named: a float mask of 0.3 or an int mask of {-1, 0, 2}
+    would otherwise count every non-zero as kept, which silently changes the sparsity.
+    """
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+    else:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError):
+            arr = np.asarray(None, dtype=object)
+        if arr.dtype == object or arr.dtype.kind in "SUV":
+            raise MaskError(
+                f"mask {key!r} is a {type(value).__name__} that is not a numeric array; masks are "
+                "torch or numpy arrays of booleans (True = kept) or of 0/1"
+            )
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dtype == torch.bool:
+        return t
+    if t.is_complex():
+        raise MaskError(f"mask {key!r} is complex; masks are boolean (True = kept) or 0/1")
+    bad = ~((t == 0) | (t == 1))
+    if bool(bad.any()):
+        values = torch.unique(t[bad].to(torch.float64))
+        shown = ", ".join(f"{v:g}" for v in values[:5].tolist())
+        raise MaskError(
+            f"mask {key!r} ({t.dtype}) holds values other than 0 and 1 ({shown}"
+            f"{' …' if values.numel() > 5 else ''}; {int(bad.sum())} of {t.numel()} entries); masks "
+            "are boolean (True = kept) or 0/1 of any dtype. Threshold scores yourself, e.g. "
+            "mgelib.pruning.masks_from_scores(scores, sparsity)"
+        )
+    return t.to(torch.bool)
+
+
+def _check_structure(
+    model: nn.Module, masks: Mapping[str, Any], what: str = "mask"
+) -> dict[str, torch.Tensor]:
+    """The model's prunable weights, after checking ``masks`` has exactly their keys and shapes."""
     params = prunable_parameters(model)
     if not params:
         raise ValueError(
             f"{type(model).__name__} has no prunable layer (no Conv2d or Linear weight)"
+        )
+    if not isinstance(masks, Mapping):
+        raise MaskError(
+            f"masks must be a mapping of parameter name → mask, got {type(masks).__name__}; "
+            f"keys like {next(iter(params))!r}"
         )
     missing = [k for k in params if k not in masks]
     extra = [k for k in masks if k not in params]
@@ -95,18 +142,46 @@ def check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
             parts.append(f"missing {missing[:5]}{' …' if len(missing) > 5 else ''}")
         if extra:
             parts.append(f"unknown {extra[:5]}{' …' if len(extra) > 5 else ''}")
-        raise ValueError(
+        raise MaskError(
             "masks do not match the model's prunable weights: "
             + "; ".join(parts)
             + f". Expected keys like {next(iter(params))!r} (one per Conv2d/Linear weight)."
         )
     for key, param in params.items():
         mask = masks[key]
-        if tuple(mask.shape) != tuple(param.shape):
-            raise ValueError(
-                f"mask {key!r} has shape {tuple(mask.shape)} but the weight has shape "
+        shape = tuple(getattr(mask, "shape", np.shape(mask)))
+        if shape != tuple(param.shape):
+            raise MaskError(
+                f"{what} {key!r} has shape {shape} but the weight has shape "
                 f"{tuple(param.shape)}; masks must come from the same architecture and input size"
             )
+    return params
+
+
+def check_masks(model: nn.Module, masks: Mapping[str, Any]) -> Masks:
+    """Check a mask set against ``model`` and return it as CPU ``BoolTensor`` s.
+
+    Raises a :class:`~mgelib.errors.MaskError` (a ``ValueError``) unless ``masks`` has exactly the
+    model's prunable weights as keys, each with the weight's shape and boolean or 0/1 values
+    (torch tensors, numpy arrays or nested lists of any dtype).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> net = torch.nn.Linear(2, 1)
+    >>> check_masks(net, {"weight": np.array([[1, 0]])})["weight"].tolist()
+    [[True, False]]
+    >>> check_masks(net, {"weight": torch.tensor([[0.3, 0.3]])})
+    Traceback (most recent call last):
+    ...
+    mgelib.errors.MaskError: mask 'weight' (torch.float32) holds values other than 0 and 1 ...
+    """
+    params = _check_structure(model, masks)
+    out: Masks = {}
+    for key in params:
+        mask = masks[key]
+        out[key] = _as_bool_mask(key, mask)
+    return out
 
 
 @torch.no_grad()
@@ -118,7 +193,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
     weight that happens to be zero from a pruned one. The weight stays a plain parameter: training
     keeps it at zero by masking after every step (see :mod:`mgelib.train`).
     """
-    check_masks(model, masks)
+    masks = check_masks(model, masks)
     for name, module in prunable_modules(model).items():
         key = f"{name}.weight" if name else "weight"
         mask = masks[key].to(device=module.weight.device, dtype=torch.bool)
@@ -135,10 +210,11 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
     return model
 
 
-def global_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
-    """Fraction of weights removed over the whole mask set."""
-    total = sum(int(m.numel()) for m in masks.values())
-    kept = sum(int(m.sum()) for m in masks.values())
+def global_sparsity(masks: Mapping[str, Any]) -> float:
+    """Fraction of weights removed over the whole mask set (boolean or 0/1 masks)."""
+    bools = [_as_bool_mask(k, m) for k, m in masks.items()]
+    total = sum(int(m.numel()) for m in bools)
+    kept = sum(int(m.sum()) for m in bools)
     return 1.0 - kept / total if total else 0.0
 
 
@@ -160,7 +236,7 @@ def masks_from_weights(model: nn.Module, arrays: Mapping[str, Any]) -> Masks:
     """
     params = prunable_parameters(model)
     values = {k if k in params else f"{k}.weight": v for k, v in arrays.items()}
-    check_masks(model, {k: torch.as_tensor(np.asarray(v)) for k, v in values.items()})
+    _check_structure(model, values, "weight array")
     for key, value in values.items():
         params[key].copy_(torch.as_tensor(np.asarray(value), dtype=params[key].dtype))
     return {k: p.detach().cpu() != 0 for k, p in params.items()}

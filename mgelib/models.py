@@ -400,6 +400,27 @@ def _construct(
     return MobileNetV2(in_channels, num_classes, input_size)
 
 
+def _build_user(
+    name: str, in_channels: int, num_classes: int, input_size: int | tuple[int, int]
+) -> nn.Module:
+    """Call a user factory with those of the three arguments it declares; check the result."""
+    from mgelib import specs
+
+    factory = specs.resolve(name)
+    what = f"model factory {name!r}"
+    net = specs.call_declared(
+        factory,
+        what,
+        {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size},
+    )
+    if not isinstance(net, nn.Module):
+        raise ValueError(
+            f"{what} returned a {type(net).__name__}, not a torch.nn.Module; it must build and "
+            "return the network"
+        )
+    return net
+
+
 def build(
     name: str,
     in_channels: int = 3,
@@ -407,13 +428,17 @@ def build(
     input_size: int | tuple[int, int] = 32,
     seed: int | None = None,
 ) -> nn.Module:
-    """Build and initialise one of :data:`MODELS`.
+    """Build and initialise one of :data:`MODELS`, or a user model given by a spec.
 
     Parameters
     ----------
     name
         One of :data:`MODELS` (``"conv6"``, ``"resnet20"``, ``"resnet32"``, ``"wrn28_2"``,
-        ``"mobilenetv2"``).
+        ``"mobilenetv2"``), or a spec ``package.module:factory`` / ``path/to/file.py:factory``
+        (:mod:`mgelib.specs`). The factory is called with those of ``in_channels``,
+        ``num_classes`` and ``input_size`` that it declares and must return an
+        :class:`~torch.nn.Module`; its own initialisation is kept (call :func:`init_weights`
+        inside it for the paper's), drawn under ``seed`` like ours.
     in_channels, num_classes
         Input channels (1 for digits, 3 for CIFAR) and classifier outputs.
     input_size
@@ -432,8 +457,9 @@ def build(
     Raises
     ------
     ValueError
-        For an unknown name (the message lists :data:`MODELS`) or an input smaller than the
-        model's minimum.
+        For an unknown name (the message lists :data:`MODELS`), an input smaller than the
+        model's minimum, or a spec that does not import, names no callable, has a signature we
+        cannot call or returns no module.
 
     Examples
     --------
@@ -442,11 +468,28 @@ def build(
     272474
     >>> torch.equal(build("resnet20", seed=0).conv1.weight, net.conv1.weight)
     True
+    >>> build("torch.nn:Identity").__class__.__name__  # a spec: the factory takes no argument
+    'Identity'
+    >>> build("math:sqrt")
+    Traceback (most recent call last):
+    ...
+    ValueError: model factory 'math:sqrt' has a required parameter 'x' that mgelib cannot supply; ...
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    from mgelib.specs import is_spec
+
+    if is_spec(name):
+        make = lambda: _build_user(name, in_channels, num_classes, input_size)  # noqa: E731
+    elif name in MODELS:
+        make = lambda: init_weights(  # noqa: E731
+            _construct(name, in_channels, num_classes, input_size)
+        )
+    else:
+        raise ValueError(
+            f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or give a spec "
+            "'package.module:factory' or 'path/to/file.py:factory'"
+        )
     if seed is None:
-        return init_weights(_construct(name, in_channels, num_classes, input_size))
+        return make().train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return init_weights(_construct(name, in_channels, num_classes, input_size))
+        return make().train()

@@ -1,5 +1,6 @@
 """The training protocol: :class:`TrainConfig` (hyper-parameters), :class:`TrainResult` (what a
-run records) and the device a run uses. Re-exported by :mod:`mgelib.train`.
+run records) and the device a run uses. Re-exported by :mod:`mgelib.train`, with the
+checkpoint format it writes (:func:`check_checkpoint`) and the :class:`StepHook` protocol.
 
 :func:`paper_config` gives the protocol of the paper (SPEC §3):
 
@@ -15,16 +16,33 @@ always SGD, lr 0.1, momentum 0.9, batch 128.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
-from mgelib.data import DATASETS
+from mgelib.data import DATASETS, Dataset
 from mgelib.models import MODELS
 
-__all__ = ["TrainConfig", "TrainResult", "paper_config", "scale_milestones", "resolve_device"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "paper_config",
+    "scale_milestones",
+    "resolve_device",
+    "StepHook",
+    "CHECKPOINT_FORMAT",
+    "RESUMABLE_DIFFS",
+    "mask_digest",
+    "hook_config",
+    "check_checkpoint",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +186,14 @@ def paper_config(model_name: str, dataset_name: str, **overrides: Any) -> TrainC
     >>> paper_config("resnet20", "cifar10", epochs=16).milestones
     (8, 12)
     """
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(MODELS)}")
+    from mgelib.specs import is_spec
+
+    # A user model (a spec) gets the protocol of the generic CIFAR ResNets (weight decay 1e-4).
+    if model_name not in MODELS and not is_spec(model_name):
+        raise ValueError(
+            f"unknown model {model_name!r}; choose one of {', '.join(MODELS)} or a spec "
+            "'module:factory'"
+        )
     if dataset_name not in DATASETS:
         raise ValueError(f"unknown dataset {dataset_name!r}; choose one of {', '.join(DATASETS)}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -226,3 +250,95 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} requested but MPS is not available; use 'cpu'")
     return dev
+
+
+# --------------------------------------------------------------------------- the checkpoint
+
+#: Version of the checkpoint written by :func:`mgelib.train.train`.
+CHECKPOINT_FORMAT = 1
+# Config fields that may differ between a checkpoint and the resuming call: they do not change
+# the optimisation (where it runs, what is shown, how often the test set is scored).
+RESUMABLE_DIFFS = frozenset({"device", "progress", "eval_every"})
+
+
+class StepHook(Protocol):
+    """What :func:`train` calls on a ``hook`` (a DST method: :class:`mgelib.dst.MaskUpdater`).
+
+    ``attach(model, optimizer, masks, total_steps, steps_per_epoch)`` once before the first step
+    (``masks``: the loop's float mask tensors by parameter name, which the hook may change in
+    place); ``before_step(step)`` after each backward pass, while the gradients are still dense
+    (``step`` is 1-based); ``after_step(step)`` after the optimiser step and the weight masking;
+    ``state_dict()`` / ``load_state_dict(state)`` for the checkpoint (called after ``attach``).
+    A hook with a ``config`` dataclass has it checked on resume like the training config.
+    """
+
+    def attach(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        masks: Mapping[str, torch.Tensor],
+        total_steps: int,
+        steps_per_epoch: int,
+    ) -> None: ...
+
+    def before_step(self, step: int) -> None: ...
+
+    def after_step(self, step: int) -> bool: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def mask_digest(masks: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a mask set (keys and packed bits): identifies the masks a checkpoint belongs to."""
+    h = hashlib.sha256()
+    for key in sorted(masks):
+        h.update(key.encode())
+        h.update(np.packbits(masks[key].detach().cpu().numpy().reshape(-1)).tobytes())
+    return h.hexdigest()
+
+
+def hook_config(hook: StepHook | None) -> dict[str, Any] | None:
+    """The hook's ``config`` dataclass as a dict (checked on resume), None without one."""
+    cfg = getattr(hook, "config", None)
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
+
+
+def check_checkpoint(
+    state: Mapping[str, Any],
+    config: TrainConfig,
+    data: Dataset,
+    digest: str,
+    path: Path,
+    hook: StepHook | None = None,
+) -> None:
+    """Raise a ``ValueError`` (saying how to start afresh) unless the checkpoint ``state`` at
+    ``path`` was written by the same config, dataset, masks and hook config."""
+    fix = f"delete {path} to start afresh, or use another run_dir"
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a checkpoint written by mgelib.train; {fix}")
+    saved = state["config"]
+    now = dataclasses.asdict(config)
+    diffs = sorted(
+        k for k in now if k not in RESUMABLE_DIFFS and _normal(saved.get(k)) != _normal(now[k])
+    )
+    if diffs:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} → {now[k]!r}" for k in diffs)
+        raise ValueError(f"{path} was written with a different config ({detail}); {fix}")
+    if state["dataset"] != data.name:
+        raise ValueError(f"{path} was trained on {state['dataset']!r}, not {data.name!r}; {fix}")
+    if state["mask_digest"] != digest:
+        raise ValueError(f"{path} was trained with different masks; {fix}")
+    if ("hook" in state) != (hook is not None):
+        had = "with" if "hook" in state else "without"
+        raise ValueError(f"{path} was trained {had} a step hook (a DST method); {fix}")
+    if hook is not None and state.get("hook_config") != hook_config(hook):
+        raise ValueError(
+            f"{path} was trained with a different DST config ({state.get('hook_config')} → "
+            f"{hook_config(hook)}); {fix}"
+        )
+
+
+def _normal(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

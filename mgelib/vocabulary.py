@@ -16,6 +16,7 @@ __all__ = [
     "PAI_PRUNERS",
     "DST_METHODS",
     "PAPER_DST_METHODS",
+    "PRUNER_TRANSFORMS",
     "MODEL_LABELS",
     "MODEL_NAMES",
     "DATASET_LABELS",
@@ -32,6 +33,11 @@ PAI_PRUNERS: tuple[str, ...] = ("snip", "grasp", "synflow", "prospr", "uniform",
 DST_METHODS: tuple[str, ...] = ("set", "snfs", "dsr", "rigl", "itop")
 #: The DST methods that appear in the authors' published tables (no SET there).
 PAPER_DST_METHODS: tuple[str, ...] = ("snfs", "rigl", "dsr", "itop")
+
+#: Transforms a pruner name or spec takes as a ``+<transform>`` suffix (``snip+shuffle``):
+#: ``shuffle`` keeps each layer's kept count and redraws the positions at random (Frankle et al.
+#: 2021), the null model for "topology beyond layer-wise density" (SPEC §4).
+PRUNER_TRANSFORMS: tuple[str, ...] = ("shuffle",)
 
 #: Our model names → the labels of the authors' code and published tables.
 MODEL_LABELS: dict[str, str] = {

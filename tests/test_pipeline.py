@@ -122,3 +122,22 @@ def test_analysis_notebooks_and_figures(smoke):
     for stem in ("40_ramanujan_vs_density", "50_predict_accuracy_drop", "55_rank_pruners"):
         claims = pd.read_csv(smoke["reports"] / stem / "claims.csv")
         assert list(claims.columns) == list(stats.CLAIMS_COLUMNS)  # rule + verdict per row
+
+
+def test_dst_run_keeps_its_masks_and_trajectory(smoke):
+    dst_runs = [(s, d) for s, d in io.iter_runs(smoke["grid"]) if s.pruner == "rigl"]
+    assert dst_runs, "the smoke profile has one RigL run"
+    for spec, d in dst_runs:
+        for f in ("masks.npz", "final_masks.npz", "topology_trajectory.parquet"):
+            assert (d / f).exists(), f"{spec}: {f}"
+        traj = pd.read_parquet(d / "topology_trajectory.parquet")
+        assert list(traj["kind"]) == ["init", "update", "update", "final"]  # every 4 of 11 steps
+        assert traj["exploration"].iloc[-1] > 1 - spec.sparsity
+        assert traj[list(TOPOMETRICS)].iloc[[0, -1]].notna().all().all()
+        initial, final = io.load_masks(d / "masks.npz"), io.load_masks(d / "final_masks.npz")
+        assert sum(int(m.sum()) for m in initial.values()) == sum(
+            int(m.sum()) for m in final.values()
+        )
+    d = smoke["reports"] / "25_topology_during_training"
+    assert (d / "notebooks" / "25_topology_during_training.ipynb").exists()
+    assert len(list((d / "figures").glob("*.png"))) == 3

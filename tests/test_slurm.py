@@ -344,3 +344,50 @@ def test_invoke_grid_submits_and_returns(tmp_path: Path) -> None:
     status = invoke([sys.executable, "-m", "invoke", "grid-status", "--profile", str(path)])
     assert "2 failed" in status.stdout and "CANCELLED" in status.stdout, status.stdout
     assert str(root / "_submitit") in status.stdout and "resubmit" in status.stdout
+
+
+@pytest.mark.notebooks
+def test_invoke_grid_runs_user_code_locally_and_on_slurm(tmp_path: Path) -> None:
+    """A user profile outside the repository — a user model by module spec, importable only
+    through the profile's ``pythonpath`` (not the caller's PYTHONPATH), and a user pruner by
+    file spec, plain and ``+shuffle`` — runs through `invoke grid` locally and on SLURM: the
+    same run folders, the same masks, graph metrics for every run."""
+    import yaml
+    from user_code import write_user_code
+
+    user = write_user_code(tmp_path / "user")
+    prof = {
+        "description": "a user's own model and pruner",
+        "pythonpath": [str(user)],
+        "grid": {"models": ["mymodels:tiny_vgg"], "datasets": ["digits"],
+                 "pruners": [f"{user}/mypruners.py:magnitude",
+                             f"{user}/mypruners.py:magnitude+shuffle"],
+                 "sparsities": [0.9], "seeds": [0], "dense": False},
+        "notebooks": {"10_prune_and_train": {"epochs": 1, "threads": 1},
+                      "20_graph_metrics": {"threads": 1, "motif_budget": 1e7}},
+    }  # fmt: skip
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    roots = {}
+    for executor in ("local", "slurm"):
+        env = {**os.environ, "MGELIB_RUNS": str(tmp_path / executor)}
+        assert str(user) not in env.get("PYTHONPATH", "")
+        proc = subprocess.run(
+            [sys.executable, "-m", "invoke", "grid", "--profile", str(path), "--executor",
+             executor, "--wait", "--time", "15"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=DEADLINE_S,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        roots[executor] = tmp_path / executor / "mine"
+    runs = {executor: sorted(io.iter_runs(root)) for executor, root in roots.items()}
+    labels = [spec.pruner for spec, _ in runs["slurm"]]
+    assert len(labels) == 2 and labels[1] == labels[0] + "+shuffle", labels
+    assert [s for s, _ in runs["local"]] == [s for s, _ in runs["slurm"]]
+    for (spec, local), (_, on_slurm) in zip(runs["local"], runs["slurm"]):
+        assert spec.model == "mymodels.tiny_vgg"
+        assert io.run_done(local) and io.run_done(on_slurm), spec
+        a, b = io.load_masks(local / "masks.npz"), io.load_masks(on_slurm / "masks.npz")
+        assert all(np.array_equal(a[k], b[k]) for k in a), spec
+        prov = io.read_json(on_slurm / "provenance.json")["10_prune_and_train"]["specs"]
+        assert prov["model"]["file"] == str(user / "mymodels.py")
+        assert prov["pruner"]["file"] == str(user / "mypruners.py")

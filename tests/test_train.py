@@ -210,3 +210,36 @@ def test_cuda_only_options_warn_on_cpu(small_digits):
     with pytest.warns(UserWarning, match="CUDA only"):
         result = tr.train(net, None, small_digits, cfg)
     assert result.device == "cpu"
+
+
+def test_step_hook_sees_dense_gradients_then_masked_weights(small_digits):
+    net = models.build("conv6", 1, 10, 8, seed=2)
+    masks = random_masks(net, 0.2, seed=2)
+    calls = []
+
+    class Recorder:
+        def attach(self, model, optimizer, masks, total_steps, steps_per_epoch):
+            self.params = prunable_parameters(model)
+            calls.append(("attach", total_steps, steps_per_epoch))
+
+        def before_step(self, step):
+            g = self.params["linear.0.weight"].grad
+            calls.append(("before", step, bool(g[~masks["linear.0.weight"]].any())))
+
+        def after_step(self, step):
+            w = self.params["linear.0.weight"]
+            calls.append(("after", step, bool(w[~masks["linear.0.weight"]].any())))
+            return False
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    cfg = tr.TrainConfig(epochs=1, milestones=(), batch_size=64, device="cpu", progress=False)
+    tr.train(net, masks, small_digits, cfg, hook=Recorder())
+    assert calls[0] == ("attach", 4, 4)
+    assert [c[:2] for c in calls[1:3]] == [("before", 1), ("after", 1)]
+    assert all(c[2] for c in calls if c[0] == "before")  # dense: pruned positions have gradients
+    assert not any(c[2] for c in calls if c[0] == "after")  # masked: pruned weights are zero

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mgelib import paths
+from mgelib.errors import DataFormatError
 from mgelib.progress import quiet
 
 __all__ = ["DATASETS", "Augment", "Dataset", "load"]
@@ -46,6 +47,7 @@ _SOURCES: dict[str, tuple[str, str | None, str]] = {
 }
 
 _TINY_SIZE = 32  # Tiny-ImageNet is used at 32×32 "as the authors did" (SPEC §3)
+_TINY_CLASSES = 200  # what the folder name tiny-imagenet-200 promises without a wnids.txt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +152,13 @@ def load(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if upsample is not None and not (
+        isinstance(upsample, (int, np.integer)) and not isinstance(upsample, bool) and upsample >= 1
+    ):
+        raise ValueError(
+            "upsample must be a positive integer (the new image side in pixels, e.g. 32) or "
+            f"None, got {upsample!r}"
+        )
     if name == "digits":
         arrays = _digits(seed)
         pad, flip = 1, False  # digits are not flip-invariant (a mirrored 2 is no 2)
@@ -231,12 +240,67 @@ def _digits(seed: int) -> _Arrays:
 
 
 def _unpickle(path: Path) -> dict:
+    """A CIFAR pickle as a dict with bytes keys; a named error for an empty, truncated or corrupt
+    file (pickle's own ``EOFError`` / ``UnpicklingError`` say nothing of which file)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; the dataset folder looks incomplete")
-    with path.open("rb") as fh:
-        raw = pickle.load(fh, encoding="bytes")
+    if path.stat().st_size == 0:
+        raise DataFormatError(
+            f"{path} is empty (0 bytes); delete the dataset folder and download it again"
+        )
+    try:
+        with path.open("rb") as fh:
+            raw = pickle.load(fh, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, KeyError, MemoryError) as err:  # fmt: skip
+        raise DataFormatError(
+            f"{path} is not a readable CIFAR pickle (truncated or corrupt: {type(err).__name__}: "
+            f"{err}); delete the dataset folder and download it again"
+        ) from err
+    if not isinstance(raw, dict):
+        raise DataFormatError(
+            f"{path} holds a {type(raw).__name__}, not the dict of a CIFAR batch file"
+        )
     # The official files use bytes keys; accept str keys too (files written by other tools).
     return {(k.encode() if isinstance(k, str) else k): v for k, v in raw.items()}
+
+
+def _field(d: dict, key: bytes, path: Path) -> object:
+    if key not in d:
+        have = sorted(k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in d)
+        raise DataFormatError(
+            f"{path} has no {key.decode()!r} entry (it has {have}); is it a file of another "
+            "dataset (CIFAR-10 uses 'labels', CIFAR-100 'fine_labels')?"
+        )
+    return d[key]
+
+
+def _cifar_batch(path: Path, label_key: bytes, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 3, 32, 32)`` and labels of one CIFAR file, checked: 3072 bytes a row, one
+    label per image, labels in ``[0, n_classes)``."""
+    d = _unpickle(path)
+    try:
+        data = np.asarray(_field(d, b"data", path), dtype=np.uint8)
+        labels = np.asarray(_field(d, label_key, path), dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise DataFormatError(f"{path}: images or labels are not numeric arrays ({err})") from err
+    row = 3 * 32 * 32
+    if data.ndim != 2 or data.shape[1] != row:
+        raise DataFormatError(
+            f"{path}: images have shape {data.shape}, expected (N, {row}) (32×32 RGB rows); "
+            "the file is not a CIFAR batch or is damaged"
+        )
+    if len(labels) != len(data):
+        raise DataFormatError(
+            f"{path}: {len(data)} images but {len(labels)} labels ({label_key.decode()!r}); "
+            "the file is damaged: download the dataset again"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataFormatError(
+            f"{path}: labels range from {labels.min()} to {labels.max()}, outside [0, {n_classes}) "
+            f"for a {n_classes}-class dataset; the file belongs to another dataset or is damaged"
+        )
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def _cifar(
@@ -247,17 +311,18 @@ def _cifar(
     meta_file: str,
     names_key: bytes,
 ) -> _Arrays:
+    n_classes = 100 if label_key == b"fine_labels" else 10
+
     def read(files: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for f in files:
-            d = _unpickle(folder / f)
-            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d[label_key], dtype=np.int64))
+            x, y = _cifar_batch(folder / f, label_key, n_classes)
+            xs.append(x)
+            ys.append(y)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     x_train, y_train = read(train_files)
     x_test, y_test = read((test_file,))
-    n_classes = 100 if label_key == b"fine_labels" else 10
     classes = [str(i) for i in range(n_classes)]
     if (folder / meta_file).is_file():
         names = _unpickle(folder / meta_file).get(names_key)
@@ -266,8 +331,30 @@ def _cifar(
     return x_train, y_train, x_test, y_test, classes
 
 
+def _fingerprint(folder: Path) -> str:
+    """A digest of every file under ``folder`` (relative name, size, mtime): the Tiny-ImageNet
+    cache is keyed on it, so a folder whose content changed is read again, not served stale."""
+    h = hashlib.sha1()
+    stack = [folder]
+    entries = []
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=True):
+                    stack.append(Path(e.path))
+                elif e.is_file(follow_symlinks=True):
+                    st = e.stat()
+                    entries.append(
+                        f"{os.path.relpath(e.path, folder)}\0{st.st_size}\0{st.st_mtime_ns}"
+                    )
+    for line in sorted(entries):
+        h.update(line.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
 def _tinyimagenet(folder: Path) -> _Arrays:
-    key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    key = _fingerprint(folder)
     cache = paths.interim_dir() / f"tinyimagenet{_TINY_SIZE}-{key}.npz"
     if cache.is_file():
         with np.load(cache) as z:
@@ -295,21 +382,41 @@ def _tinyimagenet(folder: Path) -> _Arrays:
     if (folder / "wnids.txt").is_file():
         listed = sorted(w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip())
         if listed != wnids:
-            raise ValueError(
+            absent = sorted(set(listed) - set(wnids))
+            unlisted = sorted(set(wnids) - set(listed))
+            raise DataFormatError(
                 f"{folder / 'wnids.txt'} lists {len(listed)} classes but {train_dir} holds "
-                f"{len(wnids)} class folders; the dataset looks incomplete"
+                f"{len(wnids)} class folders (no folder for {absent[:5]}; not listed: "
+                f"{unlisted[:5]}); the dataset looks incomplete"
             )
+    elif len(wnids) != _TINY_CLASSES:
+        raise DataFormatError(
+            f"{train_dir} holds {len(wnids)} class folders, not Tiny-ImageNet's {_TINY_CLASSES}, "
+            f"and {folder / 'wnids.txt'} (the class list) is missing: a class folder may be lost. "
+            "Download the dataset again, or write wnids.txt listing the classes to use"
+        )
     label = {w: i for i, w in enumerate(wnids)}
-    train = [
-        (p, label[w]) for w in wnids for p in sorted((train_dir / w / "images").glob("*.JPEG"))
-    ]
+    train = []
+    for w in wnids:
+        images = sorted((train_dir / w / "images").glob("*.JPEG"))
+        if not images:
+            raise DataFormatError(
+                f"class folder {train_dir / w} has no images (expected {w}/images/*.JPEG); "
+                "the dataset is incomplete: download it again or remove the class from wnids.txt"
+            )
+        train += [(p, label[w]) for p in images]
     val_dir = folder / "val"
     annotations = val_dir / "val_annotations.txt"
     if annotations.is_file():
         val = []
-        for line in annotations.read_text().splitlines():
+        for number, line in enumerate(annotations.read_text().splitlines(), 1):
             parts = line.split("\t")
             if len(parts) >= 2:
+                if parts[1] not in label:
+                    raise DataFormatError(
+                        f"{annotations} line {number} labels {parts[0]} with class {parts[1]!r}, "
+                        f"which has no folder under {train_dir}; the dataset is incomplete"
+                    )
                 val.append((val_dir / "images" / parts[0], label[parts[1]]))
         val.sort(key=lambda t: t[0].name)
     else:
@@ -328,9 +435,15 @@ def _tinyimagenet(folder: Path) -> _Arrays:
         for i, (path, _) in enumerate(
             tqdm(items, desc=f"Tiny-ImageNet {what} → 32×32", disable=quiet(), leave=False)
         ):
-            with Image.open(path) as im:
-                # A few Tiny-ImageNet images are greyscale; BOX is the authors' resize filter.
-                x[i] = np.asarray(im.convert("RGB").resize((_TINY_SIZE, _TINY_SIZE), Image.BOX))
+            try:
+                with Image.open(path) as im:
+                    # A few Tiny-ImageNet images are greyscale; BOX is the authors' resize filter.
+                    im = im.convert("RGB").resize((_TINY_SIZE, _TINY_SIZE), Image.BOX)
+                    x[i] = np.asarray(im)
+            except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+                raise DataFormatError(
+                    f"{path} is not a readable image ({err}); the dataset is damaged"
+                ) from err
         return x.transpose(0, 3, 1, 2).copy(), np.array([y for _, y in items], dtype=np.int64)
 
     x_train, y_train = read(train, "train")

@@ -148,7 +148,7 @@ def layer_weights(
     :mod:`torch.nn.utils.prune`), else ``weight != 0``.
     """
     if masks is not None:
-        check_masks(model, masks)
+        masks = check_masks(model, masks)  # bool CPU tensors, numpy accepted
     explicit = weights if isinstance(weights, Mapping) else None
     out: dict[str, LayerWeights] = {}
     for name, module in prunable_modules(model).items():

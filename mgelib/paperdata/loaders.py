@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mgelib.errors import PaperDataError
 from mgelib.paperdata.schema import (
     _ENCODINGS,
     BGE_METRICS,
@@ -22,11 +23,14 @@ from mgelib.paperdata.schema import (
     NORMALISED_BY,
     RAMANUJAN_METRICS,
     ROLLED_RENAME,
+    Check,
     Encoding,
     _data_root,
     _front,
+    _numeric,
     _read,
     _tidy_keys,
+    check_tables,
     logger,
     nan_report,
 )
@@ -36,7 +40,11 @@ __all__ = ["load_unrolled", "load_rolled", "load_ramanujan"]
 
 # --------------------------------------------------------------------------- unrolled (MGE)
 def load_unrolled(
-    root: str | Path | None = None, *, dropna: bool = False, raw: bool = True
+    root: str | Path | None = None,
+    *,
+    dropna: bool = False,
+    raw: bool = True,
+    check: Check = "auto",
 ) -> pd.DataFrame:
     """The MGE topometrics table: one row per sparse network (``unrolled.csv``).
 
@@ -51,6 +59,9 @@ def load_unrolled(
         Add ``raw_<metric>`` columns: the value × nodes or × edges (:data:`NORMALISED_BY`);
         counting metrics (:data:`INTEGER_METRICS`) are rounded to the integer they equal to
         within 1e-6 (the largest rounding is in the report).
+    check : {"auto", "manifest", "schema"}
+        Compare the file with the pinned manifest (:func:`check_tables`): ``auto`` does so when
+        ``root`` holds the authors' copy; ``schema`` skips it (an excerpt, a copy you changed).
 
     Returns
     -------
@@ -66,11 +77,18 @@ def load_unrolled(
     (2290, 47)
     """
     base = _data_root(root)
+    check_tables(base, ("graph_metrics/unrolled/",), check)
     path = base / "graph_metrics" / "unrolled" / "unrolled.csv"
     df = _read(path)
     missing = [c for c in MGE_METRICS + ("nodes", "edges", "accuracy") if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: expected column(s) {missing} are missing")
+        raise PaperDataError(
+            f"{path}: expected column(s) {missing} are missing (it has {list(df.columns)}); "
+            "fetch the tables again (invoke fetch-paper-data)"
+        )
+    if df.empty:
+        raise PaperDataError(f"{path} has a header but no rows; fetch the tables again")
+    _numeric(df, (*MGE_METRICS, "nodes", "edges", "accuracy", "sparsity", "seed"), path)
     n_read = len(df)
     dup = df.duplicated()
     dup_where = df[dup].groupby(["model", "dataset"]).size()
@@ -151,6 +169,7 @@ def load_rolled(
     root: str | Path | None = None,
     *,
     dropna: bool = False,
+    check: Check = "auto",
 ) -> pd.DataFrame:
     """Per-layer BGE metrics of every network: all ``graph_metrics/<encoding>/*.csv``.
 
@@ -169,6 +188,8 @@ def load_rolled(
         Folder holding ``graph_metrics/``; default :func:`mgelib.paths.paper_data_dir`.
     dropna : bool
         Drop layers with a NaN in :data:`BGE_METRICS` (default keeps them and reports counts).
+    check : {"auto", "manifest", "schema"}
+        See :func:`load_unrolled`; checks these tables and the Ramanujan ones (``no_params``).
 
     Returns
     -------
@@ -187,12 +208,22 @@ def load_rolled(
     if encoding not in _ENCODINGS:
         raise ValueError(f"encoding must be one of {_ENCODINGS}, got {encoding!r}")
     base = _data_root(root)
+    mode = check_tables(base, (f"graph_metrics/{encoding}/", "ramanunjan_results/"), check)
     files = sorted((base / "graph_metrics" / encoding).glob("*.csv"))
     if not files:
         raise FileNotFoundError(f"no {encoding} tables in {base / 'graph_metrics' / encoding}")
+    if mode == "schema" and not (base / "ramanunjan_results").is_dir():
+        warnings.warn(
+            f"{base / 'ramanunjan_results'} is missing: no_params and no_weights will be NaN",
+            stacklevel=2,
+        )
     frames, short, long_ = [], [], []
     for f in files:
         t = _read(f)
+        if t.empty:
+            raise PaperDataError(f"{f} has a header but no rows; fetch the tables again")
+        metrics = set(BGE_METRICS) | set(ROLLED_RENAME) - {"pruning_algorithm"}
+        _numeric(t, [c for c in t.columns if c in metrics], f)
         n_cols = len(t.columns)
         if "pruning_algorithm" in t.columns:
             long_.append(f.name)
@@ -256,7 +287,9 @@ def load_rolled(
 
 
 # --------------------------------------------------------------------------- Ramanujan
-def load_ramanujan(root: str | Path | None = None, *, rtol: float = 1e-6) -> pd.DataFrame:
+def load_ramanujan(
+    root: str | Path | None = None, *, rtol: float = 1e-6, check: Check = "auto"
+) -> pd.DataFrame:
     """Per-layer Ramanujan metrics (SPEC §7) with the pruner attached from the rolled tables.
 
     ``ramanunjan_results/<model>/rolled-<dataset>-<model>.csv`` has no algorithm column; its rows
@@ -271,6 +304,8 @@ def load_ramanujan(root: str | Path | None = None, *, rtol: float = 1e-6) -> pd.
         Folder holding ``graph_metrics/`` and ``ramanunjan_results/``.
     rtol : float
         Relative tolerance for the float comparisons.
+    check : {"auto", "manifest", "schema"}
+        See :func:`load_unrolled`; checks these tables and ``graph_metrics/rolled/``.
 
     Returns
     -------
@@ -287,6 +322,7 @@ def load_ramanujan(root: str | Path | None = None, *, rtol: float = 1e-6) -> pd.
     {}
     """
     base = _data_root(root)
+    check_tables(base, ("ramanunjan_results/", "graph_metrics/rolled/"), check)
     files = sorted((base / "ramanunjan_results").glob("*/*.csv"))
     if not files:
         raise FileNotFoundError(f"no Ramanujan tables under {base / 'ramanunjan_results'}")
@@ -294,6 +330,7 @@ def load_ramanujan(root: str | Path | None = None, *, rtol: float = 1e-6) -> pd.
     mismatches: dict[str, dict[str, int]] = {}
     for f in files:
         r = _read(f)
+        _numeric(r, [c for c in RAMANUJAN_METRICS if c in r.columns], f)
         rolled_path = base / "graph_metrics" / "rolled" / f.name
         g = _read(rolled_path)
         if len(r) != len(g):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mgelib import paths
+from mgelib.errors import PaperDataError
 from mgelib.vocabulary import (
     DATASET_NAMES,
     MODEL_NAMES,
@@ -36,6 +37,7 @@ __all__ = [
     "ROLLED_RENAME",
     "SHORT_SCHEMA_FILES",
     "nan_report",
+    "check_tables",
 ]
 
 # One logger for the whole package, named as before the split (the docstring promises it).
@@ -117,6 +119,8 @@ SHORT_SCHEMA_FILES: tuple[str, ...] = (
 
 Encoding = Literal["rolled", "rolled_channel"]
 _ENCODINGS = ("rolled", "rolled_channel")
+Check = Literal["auto", "manifest", "schema"]
+_CHECKS = ("auto", "manifest", "schema")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -131,15 +135,112 @@ def _data_root(root: str | Path | None) -> Path:
 
 
 @functools.lru_cache(maxsize=64)
-def _read_cached(path: str, mtime: float) -> pd.DataFrame:
-    return pd.read_csv(path)
+def _read_cached(path: str, mtime: float, size: int) -> pd.DataFrame:
+    if size == 0:
+        raise PaperDataError(
+            f"{path} is empty (0 bytes); fetch the tables again (invoke fetch-paper-data)"
+        )
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise PaperDataError(
+            f"{path} is not a readable CSV table ({type(err).__name__}: {err}); fetch the tables "
+            "again (invoke fetch-paper-data)"
+        ) from err
 
 
 def _read(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise FileNotFoundError(f"missing table {path}")
-    # Cached by path and mtime; a copy so callers may modify what they get.
-    return _read_cached(str(path), path.stat().st_mtime).copy()
+        raise FileNotFoundError(
+            f"missing table {path}; fetch the tables again (invoke fetch-paper-data)"
+        )
+    st = path.stat()
+    # Cached by path, mtime and size; a copy so callers may modify what they get.
+    return _read_cached(str(path), st.st_mtime, st.st_size).copy()
+
+
+def _numeric(df: pd.DataFrame, columns: Iterable[str], source: Path | str) -> None:
+    """Convert ``columns`` to floats in place; a :class:`PaperDataError` names the file, the
+    column, the first offending row and its value (pandas would only say "could not convert")."""
+    for col in columns:
+        if col not in df.columns or pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise PaperDataError(
+                f"{source}: column {col!r} is not numeric: row {row + 2} of the file holds "
+                f"{df[col].iloc[row]!r} ({int(bad.sum())} such rows); the table is damaged: "
+                "fetch it again (invoke fetch-paper-data)"
+            )
+        df[col] = values
+
+
+# --------------------------------------------------------------------------- the pinned copy
+@functools.lru_cache(maxsize=256)
+def _sha256_cached(path: str, mtime: float, size: int) -> str:
+    from mgelib.fetch import _sha256
+
+    return _sha256(Path(path))
+
+
+def _file_state(base: Path, rel: str, info: Mapping[str, object]) -> str:
+    """``"ok"``, ``"missing"``, ``"size"`` or ``"checksum"`` for one manifest file."""
+    f = base / rel
+    if not f.is_file():
+        return "missing"
+    st = f.stat()
+    if st.st_size != int(info["bytes"]):  # type: ignore[arg-type]
+        return "size"
+    return "ok" if _sha256_cached(str(f), st.st_mtime, st.st_size) == info["sha256"] else "checksum"
+
+
+def check_tables(base: Path, prefixes: Sequence[str], check: Check = "auto") -> str:
+    """Check the tables under ``base`` whose manifest path starts with one of ``prefixes``.
+
+    ``check="manifest"``: every such file of the pinned manifest (what ``invoke
+    fetch-paper-data`` downloads, :func:`mgelib.fetch.manifest`) must exist with its size and
+    sha256, else a :class:`~mgelib.errors.PaperDataError` names the missing and altered files.
+    ``"schema"``: no manifest check (an excerpt or a copy you changed on purpose); the loaders
+    still check columns and types. ``"auto"`` (default): ``"manifest"`` when ``base`` holds the
+    authors' copy — at least one manifest file with its pinned checksum — else ``"schema"``. So a
+    truncated ``unrolled.csv``, a lost per-model file or a lost Ramanujan folder in a copy of the
+    tables is named instead of silently shrinking every join. Returns the mode used.
+    """
+    if check not in _CHECKS:
+        raise ValueError(f"check must be one of {_CHECKS}, got {check!r}")
+    if check == "schema":
+        return check
+    from mgelib.fetch import manifest
+
+    files = manifest()["files"]
+    if check == "auto":
+        # Cheapest evidence that this is the authors' copy: the smallest pinned file that exists.
+        present = sorted(
+            (rel for rel in files if (base / rel).is_file()), key=lambda r: files[r]["bytes"]
+        )
+        if not any(_file_state(base, rel, files[rel]) == "ok" for rel in present[:3]):
+            return "schema"
+    wanted = [rel for rel in files if any(rel.startswith(p) for p in prefixes)]
+    states = {rel: _file_state(base, rel, files[rel]) for rel in wanted}
+    bad = {rel: st for rel, st in states.items() if st != "ok"}
+    if bad:
+        words = {
+            "missing": "missing",
+            "size": "size differs (truncated?)",
+            "checksum": "sha256 differs",
+        }
+        lines = [f"  {rel}: {words[st]}" for rel, st in sorted(bad.items())]
+        raise PaperDataError(
+            f"the authors' tables at {base} differ from the pinned copy in {len(bad)} of "
+            f"{len(wanted)} files:\n"
+            + "\n".join(lines[:20])
+            + ("\n  …" if len(lines) > 20 else "")
+            + "\nRun `invoke fetch-paper-data` (or mgelib.fetch.fetch_paper_data) to restore them, "
+            "or pass check='schema' to load a copy you changed on purpose."
+        )
+    return "manifest"
 
 
 def _map_names(series: pd.Series, mapping: Mapping[str, str], what: str, source: str) -> pd.Series:

@@ -19,6 +19,11 @@ erk       random, density ∝ sum(shape)/prod(shape)               —
 Scoring never changes the model (it works on a deep copy), runs on the model's device, and is
 deterministic for a seed. Masks are not applied: use :func:`mgelib.masks.apply_masks`.
 
+Besides these names, :func:`prune` takes a **user pruner** by spec (``mypruners:magnitude``,
+``path/to/file.py:magnitude``; contract and checks in :mod:`mgelib.pruning.user`) and a
+``+shuffle`` suffix on any of them (``snip+shuffle``: each layer's kept count, positions redrawn
+at random; :mod:`mgelib.pruning.shuffle`).
+
 Examples
 --------
 >>> import torch
@@ -35,7 +40,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from torch import nn
@@ -45,6 +50,8 @@ from mgelib.pruning.core import (
     DATA_FREE,
     DATA_PRUNERS,
     apportion,
+    check_options,
+    check_seed,
     first_batch,
     kept_count,
     masks_from_scores,
@@ -52,7 +59,7 @@ from mgelib.pruning.core import (
     require_data,
 )
 from mgelib.pruning.random import er, erk, layer_counts, layer_densities, uniform
-from mgelib.pruning.report import layer_report, path_connected
+from mgelib.pruning.report import layer_report, path_connected, warn_collapse
 from mgelib.pruning.saliency import (
     grasp,
     grasp_scores,
@@ -61,18 +68,25 @@ from mgelib.pruning.saliency import (
     snip,
     snip_scores,
 )
+from mgelib.pruning.shuffle import shuffle
 from mgelib.pruning.synaptic_flow import synflow, synflow_scores
+from mgelib.pruning.user import check_user_masks, run_user_pruner
+from mgelib.vocabulary import PRUNER_TRANSFORMS
 
 __all__ = [
     "PRUNERS",
     "DATA_FREE",
     "DATA_PRUNERS",
     "prune",
+    "check_pruner",
+    "shuffle",
+    "check_user_masks",
     "masks_from_scores",
     "kept_count",
     "apportion",
     "layer_report",
     "path_connected",
+    "warn_collapse",
     "snip",
     "grasp",
     "synflow",
@@ -100,6 +114,34 @@ PRUNERS: dict[str, Callable[..., Masks]] = {
 }
 
 
+def check_pruner(name: str) -> str:
+    """Return ``name`` if :func:`prune` accepts it — a built-in, a spec that resolves to a
+    callable, either with ``+shuffle`` — else raise the ``ValueError`` :func:`prune` would, before
+    any expensive work.
+
+    Examples
+    --------
+    >>> check_pruner("snip+shuffle")
+    'snip+shuffle'
+    >>> check_pruner("snip+shufle")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown pruner 'snip+shufle'; choose one of snip, grasp, synflow, prospr, uniform, er, erk, a spec 'module:function' or 'file.py:function', each optionally with +shuffle
+    """
+    from mgelib import specs
+
+    base, _ = specs.split_transforms(name) if isinstance(name, str) else (name, ())
+    if specs.is_spec(base):
+        specs.resolve(base)
+    elif base not in PRUNERS:
+        raise ValueError(
+            f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}, a spec "
+            "'module:function' or 'file.py:function', each optionally with "
+            + ", ".join(f"+{t}" for t in PRUNER_TRANSFORMS)
+        )
+    return name
+
+
 def prune(
     name: str,
     model: nn.Module,
@@ -115,7 +157,10 @@ def prune(
     Parameters
     ----------
     name
-        One of ``snip grasp synflow prospr uniform er erk`` (the keys of :data:`PRUNERS`).
+        One of ``snip grasp synflow prospr uniform er erk`` (the keys of :data:`PRUNERS`), or a
+        user pruner's spec ``module:function`` / ``path/to/file.py:function``
+        (:mod:`mgelib.pruning.user`); either may end in ``+shuffle`` (:func:`shuffle`, seeded
+        by ``seed``).
     model
         The initialised network (not modified).
     sparsity
@@ -142,7 +187,8 @@ def prune(
     ------
     ValueError
         Unknown pruner, sparsity outside [0, 1), a model without Conv2d/Linear layer, a data
-        pruner without data, SynFlow without ``input_shape`` or data.
+        pruner without data, SynFlow without ``input_shape`` or data; a user pruner that does
+        not import or returns masks of the wrong keys, shapes, values or kept count.
 
     Examples
     --------
@@ -151,20 +197,70 @@ def prune(
     >>> m = prune("erk", net, 0.5, seed=1)
     >>> sum(int(v.sum()) for v in m.values())
     60
+    >>> shuffled = prune("erk+shuffle", net, 0.5, seed=1)
+    >>> [int(v.sum()) for v in shuffled.values()] == [int(v.sum()) for v in m.values()]
+    True
     >>> prune("magnitude", net, 0.5)
     Traceback (most recent call last):
     ...
-    ValueError: unknown pruner 'magnitude'; choose one of snip, grasp, synflow, prospr, uniform, er, erk
+    ValueError: unknown pruner 'magnitude'; choose one of snip, grasp, synflow, prospr, uniform, er, erk, a spec 'module:function' or 'file.py:function', each optionally with +shuffle
     """
-    if name not in PRUNERS:
-        raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+    from mgelib import specs
+
+    check_pruner(name)
+    base, transforms = specs.split_transforms(name)
     s, _ = prepare(model, sparsity)
+    seed = check_seed(seed)
+    if base in PRUNERS:
+        check_options(base, PRUNERS[base], kwargs)
     if s == 0.0:
         return dense_masks(model)
+    masks = _base_masks(base, model, s, data=data, seed=seed, input_shape=input_shape, **kwargs)
+    for transform in transforms:  # only "shuffle" today (vocabulary.PRUNER_TRANSFORMS)
+        if transform == "shuffle":
+            masks = shuffle(masks, seed=seed)
+    # Layer collapse (SPEC §4) keeps the result meaningful but worth knowing: warn, naming them.
+    shape = _probe_shape(input_shape, data)
+    warn_collapse(model, masks, shape, source=f"{name} at sparsity {s:g}", stacklevel=2)
+    return masks
+
+
+def _probe_shape(input_shape: Sequence[int] | None, data: Any) -> Sequence[int] | None:
+    """``input_shape``, else one input's shape from ``data`` when reading it again is harmless
+    (a batch or a re-iterable loader, not a one-shot iterator); ``None`` if unknown."""
+    if input_shape is not None or data is None or isinstance(data, Iterator):
+        return input_shape
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):  # a shuffling loader must not move the caller's RNG
+            return tuple(first_batch(data)[0].shape[1:])
+    except (ValueError, TypeError):
+        return None
+
+
+def _base_masks(
+    name: str,
+    model: nn.Module,
+    s: float,
+    *,
+    data: Any,
+    seed: int,
+    input_shape: Sequence[int] | None,
+    **kwargs: Any,
+) -> Masks:
+    """One pruner's masks: a user spec, or a built-in (PaI); DST methods, which move the mask
+    during training, are dispatched by the trainer, not here."""
+    from mgelib import specs
+
+    if specs.is_spec(name):
+        return run_user_pruner(
+            name, model, s, data=data, seed=seed, input_shape=input_shape, **kwargs
+        )
     if name in DATA_PRUNERS:
         require_data(name, data)
-        return PRUNERS[name](model, s, data, seed=seed, **kwargs)
-    if name == "synflow":
+        masks = PRUNERS[name](model, s, data, seed=seed, **kwargs)
+    elif name == "synflow":
         if input_shape is None:
             if data is None:
                 raise ValueError(
@@ -172,5 +268,7 @@ def prune(
                     "(3, 32, 32)) or data to infer it from"
                 )
             input_shape = tuple(first_batch(data)[0].shape[1:])
-        return synflow(model, s, input_shape=input_shape, seed=seed, **kwargs)
-    return PRUNERS[name](model, s, seed=seed, **kwargs)
+        masks = synflow(model, s, input_shape=input_shape, seed=seed, **kwargs)
+    else:
+        masks = PRUNERS[name](model, s, seed=seed, **kwargs)
+    return masks

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mgelib.errors import BatchError, WeightError
 from mgelib.masks import Masks, check_sparsity, prunable_modules, prunable_parameters
 
 __all__ = [
@@ -33,6 +34,11 @@ __all__ = [
     "kept_count",
     "masks_from_scores",
     "apportion",
+    "check_seed",
+    "check_finite_weights",
+    "check_labels",
+    "check_options",
+    "forward_checked",
 ]
 
 #: Pruners that need no data (SynFlow uses an all-ones input; the random ones use nothing).
@@ -334,3 +340,90 @@ def seeded(device: torch.device, seed: int) -> Iterator[None]:
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(int(seed))
         yield
+
+
+# --------------------------------------------------------------------------- input checks
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int, or a ``TypeError`` naming it (a float such as 1.5 is no seed)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        if isinstance(seed, (float, np.floating)) and float(seed).is_integer():
+            return int(seed)
+        raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
+    return int(seed)
+
+
+def check_finite_weights(model: nn.Module, pruner: str) -> None:
+    """Raise a :class:`~mgelib.errors.WeightError` naming the first parameter or buffer holding
+    NaN or ±inf: every score of a pruner would be NaN, and the message would blame the scores."""
+    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in items:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                n_nan = int(torch.isnan(t).sum())
+                n_inf = int(torch.isinf(t).sum())
+                raise WeightError(
+                    f"{pruner}: {kind} {name!r} holds {n_nan} NaN and {n_inf} infinite values "
+                    f"(of {t.numel()}); pruning scores of such a model are undefined. Re-initialise "
+                    "the model (mgelib.models.build) or fix the weights before pruning"
+                )
+
+
+def check_options(pruner: str, fn: Any, options: Mapping[str, Any]) -> None:
+    """A ``TypeError`` naming any option ``fn`` does not take, with the ones it does (and the
+    closest spelling), before any scoring."""
+    import difflib
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    fixed = {"model", "sparsity", "data", "seed", "input_shape"}
+    accepted = sorted(
+        n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in fixed
+    )
+    for key in options:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"pruner {pruner!r} has no option {key!r}{hint} It accepts: "
+                f"{', '.join(accepted) or 'no options'}"
+            )
+
+
+def forward_checked(net: nn.Module, x: torch.Tensor, pruner: str, *, what: str = "batch") -> Any:
+    """``net(x)``, with a shape mismatch reported as a :class:`~mgelib.errors.BatchError` that
+    names the input shape instead of torch's ``mat1 and mat2 shapes cannot be multiplied``."""
+    try:
+        return net(x)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BatchError(
+            f"{pruner}: {type(net).__name__} cannot run on the {what} of shape "
+            f"{tuple(x.shape)} (one input: {tuple(x.shape[1:])}): {first}. Check that the data "
+            "(or input_shape) matches the model's in_channels and input size"
+        ) from err
+
+
+def check_labels(
+    pruner: str, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, batch: int = 0
+) -> None:
+    """Labels a classifier with ``logits.shape[-1]`` outputs can take: integer class indices in
+    ``[0, outputs)``, one per input — checked before ``cross_entropy`` fails with
+    ``IndexError: Target 50 is out of bounds``."""
+    if y.dtype.is_floating_point or y.is_complex() or y.dtype == torch.bool:
+        raise BatchError(
+            f"{pruner}: labels of batch {batch} are {y.dtype}; they must be integer class "
+            "indices (torch.long), e.g. y.long()"
+        )
+    if y.dim() != 1 or len(y) != len(x):
+        raise BatchError(
+            f"{pruner}: batch {batch} has {len(x)} inputs but labels of shape {tuple(y.shape)}; "
+            "give one class index per input"
+        )
+    outputs = int(logits.shape[-1])
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= outputs):
+        raise BatchError(
+            f"{pruner}: labels of batch {batch} range from {int(y.min())} to {int(y.max())} but "
+            f"the model has {outputs} outputs (classes 0 … {outputs - 1}); build the model with "
+            "num_classes = the dataset's number of classes"
+        )

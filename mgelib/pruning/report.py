@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,10 +25,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mgelib.errors import LayerCollapseWarning
 from mgelib.masks import check_masks, prunable_parameters
 from mgelib.pruning.core import model_device
 
-__all__ = ["layer_report", "path_connected"]
+__all__ = ["layer_report", "path_connected", "warn_collapse"]
 
 
 def _positive_probe(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -99,7 +101,7 @@ def path_connected(
     >>> path_connected(net, masks, (2,))
     False
     """
-    check_masks(model, masks)
+    masks = check_masks(model, masks)
     shape = _check_input_shape(input_shape)
     net = _positive_probe(model, masks)
     x = torch.ones((1, *shape), dtype=torch.float64, device=model_device(net))
@@ -159,7 +161,7 @@ def layer_report(
     >>> rep.attrs["path_connected"]
     False
     """
-    check_masks(model, masks)
+    masks = check_masks(model, masks)
     rows = []
     for name, p in prunable_parameters(model).items():
         m = masks[name]
@@ -181,3 +183,48 @@ def layer_report(
     if input_shape is not None:
         report.attrs["path_connected"] = path_connected(model, masks, input_shape)
     return report
+
+
+def warn_collapse(
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor],
+    input_shape: Sequence[int] | None = None,
+    *,
+    source: str = "masks",
+    stacklevel: int = 2,
+) -> list[str]:
+    """Warn with a :class:`~mgelib.errors.LayerCollapseWarning` when ``masks`` keep no weight in
+    some layer or (with ``input_shape``) leave no input → output path; return the empty layers.
+
+    At extreme sparsity a global ranking can empty whole layers (SynFlow at s = 0.999999 keeps one
+    weight: 8 of 9 layers empty). Such a network still has a graph, but it computes a constant:
+    the result is meaningful, so it is a warning, not an error.
+
+    Examples
+    --------
+    >>> import torch, warnings
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    >>> masks = {"0.weight": torch.ones(2, 2, dtype=torch.bool), "2.weight": torch.zeros(1, 2, dtype=torch.bool)}
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     warn_collapse(net, masks, (2,))
+    ['2']
+    >>> print(seen[0].message)
+    masks: 1 of 2 prunable layers keep no weight (2); no input → output path survives; the network computes a constant
+    """
+    report = layer_report(model, masks, input_shape)
+    empty = [str(v) for v in report.loc[report["collapsed"], "layer"]]
+    connected = bool(report.attrs.get("path_connected", True))
+    if empty or not connected:
+        parts = []
+        if empty:
+            shown = ", ".join(empty[:8]) + (" …" if len(empty) > 8 else "")
+            parts.append(f"{len(empty)} of {len(report)} prunable layers keep no weight ({shown})")
+        if not connected:
+            parts.append("no input → output path survives")
+        warnings.warn(
+            f"{source}: " + "; ".join(parts) + "; the network computes a constant",
+            LayerCollapseWarning,
+            stacklevel=stacklevel,
+        )
+    return empty

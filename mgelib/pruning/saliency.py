@@ -40,8 +40,11 @@ from torch.func import functional_call
 
 from mgelib.masks import Masks, prunable_parameters
 from mgelib.pruning.core import (
+    check_finite_weights,
+    check_labels,
     cycle_batches,
     first_batch,
+    forward_checked,
     iter_batches,
     masks_from_scores,
     model_device,
@@ -64,9 +67,34 @@ __all__ = [
 Scores = dict[str, torch.Tensor]
 
 
-def _scoring_copy(model: nn.Module, *, train: bool = True) -> tuple[nn.Module, Scores]:
-    """A deep copy whose prunable weights (and only those) require grad."""
+#: Scoring precisions: ``"float64"`` (default) or ``"model"`` (the model's own dtype).
+PRECISIONS = ("float64", "model")
+
+
+def _score_dtype(model: nn.Module, precision: str) -> torch.dtype:
+    """The dtype scores are computed in.
+
+    Float64 by default: in float32 the reductions of a convolution's backward pass are summed in
+    an order that depends on the number of CPU threads (and the GPU kernel), so scores near the
+    top-k threshold swapped places and the masks changed with ``OMP_NUM_THREADS`` (ProsPr's
+    three unrolled SGD steps amplified it to 10 % of the kept weights). Float64 shrinks those
+    differences from ~1e-7 to ~1e-16 relative, below the gap between neighbouring scores, so the
+    masks are the same at any thread count (``tests/test_pruning.py`` checks 1 vs 2 threads).
+    ``"model"`` keeps the model's dtype (a model that cannot run in float64, or speed on a GPU
+    whose float64 rate is low); its masks may then depend on the thread count.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return torch.float64 if precision == "float64" else model_dtype(model)
+
+
+def _scoring_copy(
+    model: nn.Module, *, train: bool = True, dtype: torch.dtype | None = None
+) -> tuple[nn.Module, Scores]:
+    """A deep copy (in ``dtype``) whose prunable weights (and only those) require grad."""
     net = copy.deepcopy(model)
+    if dtype is not None:
+        net = net.to(dtype)
     net.train(train)
     weights = prunable_parameters(net)
     for p in net.parameters():
@@ -82,7 +110,9 @@ def _fill(grads: Sequence[torch.Tensor | None], like: Sequence[torch.Tensor]) ->
 
 
 # --------------------------------------------------------------------------- SNIP
-def snip_scores(model: nn.Module, data: Any, *, seed: int = 0) -> Scores:
+def snip_scores(
+    model: nn.Module, data: Any, *, seed: int = 0, precision: str = "float64"
+) -> Scores:
     """SNIP saliency ``|∂L/∂c| = |g ⊙ w|`` at ``c = 1`` on the first batch of ``data``.
 
     The loss is the mean cross-entropy of the model in training mode (BatchNorm uses the batch's
@@ -97,17 +127,22 @@ def snip_scores(model: nn.Module, data: Any, *, seed: int = 0) -> Scores:
     torch.Size([2, 3])
     """
     require_data("snip", data)
-    device, dtype = model_device(model), model_dtype(model)
+    check_finite_weights(model, "snip")
+    device, dtype = model_device(model), _score_dtype(model, precision)
     with seeded(device, seed), torch.enable_grad():
         x, y = to_model(first_batch(data), device, dtype)
-        net, weights = _scoring_copy(model)
+        net, weights = _scoring_copy(model, dtype=dtype)
         ws = list(weights.values())
-        loss = F.cross_entropy(net(x), y)
+        logits = forward_checked(net, x, "snip")
+        check_labels("snip", logits, x, y)
+        loss = F.cross_entropy(logits, y)
         grads = _fill(torch.autograd.grad(loss, ws, allow_unused=True), ws)
     return {n: (g * w).detach().abs() for (n, w), g in zip(weights.items(), grads)}
 
 
-def snip(model: nn.Module, sparsity: float, data: Any, *, seed: int = 0) -> Masks:
+def snip(
+    model: nn.Module, sparsity: float, data: Any, *, seed: int = 0, precision: str = "float64"
+) -> Masks:
     """SNIP (Lee et al. 2019): keep the global top-k of ``|g ⊙ w|`` on one mini-batch.
 
     Parameters
@@ -120,6 +155,8 @@ def snip(model: nn.Module, sparsity: float, data: Any, *, seed: int = 0) -> Mask
         An ``(x, y)`` batch or an iterable of batches; only the first batch is read.
     seed
         Seeds the global RNG while scoring (dropout, a shuffling loader).
+    precision
+        ``"float64"`` (default: masks independent of the thread count) or ``"model"``.
 
     Returns
     -------
@@ -135,7 +172,7 @@ def snip(model: nn.Module, sparsity: float, data: Any, *, seed: int = 0) -> Mask
     24
     """
     s, _ = prepare(model, sparsity)
-    return masks_from_scores(snip_scores(model, data, seed=seed), s)
+    return masks_from_scores(snip_scores(model, data, seed=seed, precision=precision), s)
 
 
 # --------------------------------------------------------------------------- GraSP
@@ -146,8 +183,9 @@ def _gather_per_class(
     xs: dict[int, list[torch.Tensor]] = {}
     counts: dict[int, int] = {}
     num_classes: int | None = None
-    for x, y in iter_batches(data):
-        if num_classes is None:
+    logits: torch.Tensor | None = None
+    for i, (x, y) in enumerate(iter_batches(data)):
+        if logits is None:
             # The number of classes is the width of the model's output.
             was_training = net.training
             net.eval()
@@ -155,14 +193,11 @@ def _gather_per_class(
                 probe = x[:1].to(device=model_device(net))
                 if probe.is_floating_point():
                     probe = probe.to(model_dtype(net))
-                num_classes = int(net(probe).shape[-1])
+                logits = forward_checked(net, probe, "grasp")
+                num_classes = int(logits.shape[-1])
             net.train(was_training)
+        check_labels("grasp", logits, x, y, i)
         y = y.detach().cpu().reshape(-1).long()
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-            raise ValueError(
-                f"labels must lie in [0, {num_classes}) (the model has {num_classes} outputs), "
-                f"got labels from {int(y.min())} to {int(y.max())}"
-            )
         x = x.detach().cpu()
         for c in torch.unique(y).tolist():
             need = samples_per_class - counts.get(c, 0)
@@ -189,6 +224,7 @@ def grasp_scores(
     samples_per_class: int = 10,
     batch_size: int | None = None,
     seed: int = 0,
+    precision: str = "float64",
 ) -> Scores:
     """GraSP scores ``−w ⊙ (H g)`` (Wang et al. 2020); large scores are the ones to remove.
 
@@ -202,6 +238,8 @@ def grasp_scores(
         Process the gathered samples in chunks of this size to bound memory (``None``: one pass).
         The loss is the size-weighted mean over chunks, so only BatchNorm's batch statistics depend
         on the chunking. With dropout, the two passes draw different dropout masks.
+    precision
+        ``"float64"`` (default: masks independent of the thread count) or ``"model"``.
 
     Examples
     --------
@@ -212,16 +250,17 @@ def grasp_scores(
     ['0.weight', '2.weight']
     """
     require_data("grasp", data)
+    check_finite_weights(model, "grasp")
     if float(temperature) <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     if int(samples_per_class) < 1:
         raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class!r}")
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1 or None, got {batch_size!r}")
-    device, dtype = model_device(model), model_dtype(model)
+    device, dtype = model_device(model), _score_dtype(model, precision)
     t = float(temperature)
     with seeded(device, seed), torch.enable_grad():
-        net, weights = _scoring_copy(model)
+        net, weights = _scoring_copy(model, dtype=dtype)
         x_all, y_all = _gather_per_class(net, data, int(samples_per_class))
         n = len(y_all)
         step = n if batch_size is None else int(batch_size)
@@ -255,6 +294,7 @@ def grasp(
     samples_per_class: int = 10,
     batch_size: int | None = None,
     seed: int = 0,
+    precision: str = "float64",
 ) -> Masks:
     """GraSP: remove the weights with the **largest** ``−w ⊙ Hg`` (keep the global bottom-k).
 
@@ -281,6 +321,7 @@ def grasp(
         samples_per_class=samples_per_class,
         batch_size=batch_size,
         seed=seed,
+        precision=precision,
     )
     return masks_from_scores(scores, s, largest=False)
 
@@ -294,6 +335,7 @@ def prospr_scores(
     inner_lr: float = 0.5,
     inner_momentum: float = 0.9,
     seed: int = 0,
+    precision: str = "float64",
 ) -> Scores:
     """ProsPr meta-gradients ``|∂L(θ_steps)/∂c|`` at ``c = 1`` (Alizadeh et al. 2022).
 
@@ -303,6 +345,8 @@ def prospr_scores(
     batch ``i`` for step ``i``; the loss after the last step is taken on batch ``steps`` and
     differentiated w.r.t. ``c`` through the whole unroll (second order). ``steps + 1`` batches are
     read (see the module docstring). With ``steps=0`` this is SNIP on the same batch.
+    ``precision`` as for :func:`snip_scores` (float64 matters most here: the unrolled steps
+    amplify float32 rounding differences between thread counts).
 
     Examples
     --------
@@ -318,12 +362,13 @@ def prospr_scores(
     if not 0.0 <= float(inner_momentum) < 1.0:
         raise ValueError(f"inner_momentum must lie in [0, 1), got {inner_momentum!r}")
     steps = int(steps)
+    check_finite_weights(model, "prospr")
     lr, mom = float(inner_lr), float(inner_momentum)
-    device, dtype = model_device(model), model_dtype(model)
+    device, dtype = model_device(model), _score_dtype(model, precision)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     with seeded(device, seed), torch.enable_grad():
         batches = [to_model(b, device, dtype) for b in cycle_batches(data, steps + 1)]
-        net = copy.deepcopy(model).train()
+        net = copy.deepcopy(model).to(dtype).train()
         for p in net.parameters():
             p.requires_grad_(False)
         prunable = prunable_parameters(net)
@@ -337,6 +382,14 @@ def prospr_scores(
             # frozen parameters (e.g. SPEC §1's frozen biases) are taken from the module
         names = list(fast)
         buf: dict[str, torch.Tensor] = {}
+        # The output width from one eval-mode sample (no BatchNorm statistics are updated), then
+        # every batch's labels against it, before the differentiable unroll.
+        net.eval()
+        with torch.no_grad():
+            probe = forward_checked(net, batches[0][0][:1], "prospr")
+        net.train()
+        for i, (x, y) in enumerate(batches):
+            check_labels("prospr", probe, x, y, i)
         for i in range(steps):
             x, y = batches[i]
             loss = F.cross_entropy(functional_call(net, fast, (x,)), y)
@@ -365,6 +418,7 @@ def prospr(
     inner_lr: float = 0.5,
     inner_momentum: float = 0.9,
     seed: int = 0,
+    precision: str = "float64",
 ) -> Masks:
     """ProsPr: keep the global top-k of the meta-gradient magnitude (see :func:`prospr_scores`).
 
@@ -381,6 +435,12 @@ def prospr(
     """
     s, _ = prepare(model, sparsity)
     scores = prospr_scores(
-        model, data, steps=steps, inner_lr=inner_lr, inner_momentum=inner_momentum, seed=seed
+        model,
+        data,
+        steps=steps,
+        inner_lr=inner_lr,
+        inner_momentum=inner_momentum,
+        seed=seed,
+        precision=precision,
     )
     return masks_from_scores(scores, s)

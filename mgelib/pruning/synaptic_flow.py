@@ -24,7 +24,14 @@ from tqdm.auto import tqdm
 
 from mgelib.masks import Masks, prunable_parameters
 from mgelib.progress import show_progress
-from mgelib.pruning.core import _top_k_flat, kept_count, model_device, prepare
+from mgelib.pruning.core import (
+    _top_k_flat,
+    check_finite_weights,
+    forward_checked,
+    kept_count,
+    model_device,
+    prepare,
+)
 from mgelib.pruning.report import _check_input_shape
 from mgelib.pruning.saliency import Scores, _fill
 
@@ -65,7 +72,7 @@ def _synflow_round(
             if masks is not None:
                 w.mul_(masks[n])
     ws = list(weights.values())
-    r = net(x).sum()
+    r = forward_checked(net, x, "synflow", what="all-ones input").sum()
     grads = _fill(torch.autograd.grad(r, ws, allow_unused=True), ws)
     scores = {}
     with torch.no_grad():
@@ -97,6 +104,7 @@ def synflow_scores(
     [[1.0, 2.0], [3.0, 4.0]]
     """
     prepare(model, 0.0)
+    check_finite_weights(model, "synflow")
     shape = _check_input_shape(input_shape)
     with torch.enable_grad():
         net, weights, w_abs = _synflow_probe(model)
@@ -146,6 +154,7 @@ def synflow(
     [40, 34, 29, 24]
     """
     s, _ = prepare(model, sparsity)
+    check_finite_weights(model, "synflow")
     shape = _check_input_shape(input_shape)
     if int(rounds) != rounds or int(rounds) < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
@@ -179,8 +188,8 @@ def synflow(
             flat.masked_fill_(~keep, float("-inf"))
             if bool(torch.isnan(flat).any()):
                 raise ValueError(
-                    "SynFlow scores overflowed to NaN in float64; the network is too deep or "
-                    "too wide for the all-ones probe"
+                    f"SynFlow scores overflowed to NaN in float64 in round {k} (the weights are "
+                    "finite); the network is too deep or too wide for the all-ones probe"
                 )
             kept = kept_count(1.0 - d_k, total)
             keep = _top_k_flat(flat, kept)

@@ -8,7 +8,7 @@ from typing import Any
 
 from mgelib import io
 from mgelib.notebooks import load_profile
-from mgelib.runner.grid import PIPELINE, expand_grid, run_complete
+from mgelib.runner.grid import PIPELINE, expand_grid, prepare_profile, run_complete
 from mgelib.runner.slurm import _SLURM_ACTIVE, _read_slurm_record, _slurm_states, _slurm_word
 
 __all__ = ["grid_status"]
@@ -36,7 +36,7 @@ def grid_status(
     """
     import pandas as pd
 
-    prof = load_profile(profile)
+    prof = prepare_profile(load_profile(profile))  # its pythonpath: the grid's specs import
     root = io.grid_root(prof["name"], root)
     specs = expand_grid(prof["grid"])
     jobs = _read_slurm_record(root)["jobs"]

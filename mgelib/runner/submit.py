@@ -22,8 +22,10 @@ from mgelib.runner.grid import (
     _advance,
     _bar,
     _sigterm_as_interrupt,
+    check_profile,
     expand_grid,
     pending_runs,
+    prepare_profile,
     run_complete,
 )
 from mgelib.runner.run import TaskFn, _guarded, run_chunk, run_one
@@ -93,6 +95,8 @@ def run_grid(
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     prof = load_profile(profile)
+    check_profile(prof, allow_unknown=task is not None)  # a custom task may read its own keys
+    prof = prepare_profile(prof)  # user specs made portable to the workers
     if "grid" not in prof:
         raise ValueError(f"profile {prof['name']!r} has no 'grid' section")
     root = io.grid_root(prof["name"], root)
