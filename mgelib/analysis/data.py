@@ -167,9 +167,9 @@ def load_layers(
     if source == "paper":
         layers = paperdata.load_ramanujan(paper_data or None)
     else:
-        layers = io.collect(
-            Path(grid_dir) if grid_dir else io.grid_root(profile), "ramanujan.parquet"
-        )
+        root = Path(grid_dir) if grid_dir else io.grid_root(profile)
+        # no grid folder (e.g. only a collected runs.parquet was shared): no per-layer table
+        layers = io.collect(root, "ramanujan.parquet") if root.is_dir() else pd.DataFrame()
     if len(layers) == 0 or not set(_LAYER_COLS) <= set(layers.columns):
         return pd.DataFrame(columns=[*_KEY, *_LAYER_COLS, target])
     out = layers[[*_KEY, *_LAYER_COLS]].merge(networks[[*_KEY, target]], on=_KEY, how="inner")
