@@ -210,6 +210,7 @@ def paper_analysis(c, subset="", output=""):
     """Run notebooks 40/50/55 on the authors' tables; executed copies + claims.csv in reports/paper."""
     from pathlib import Path
 
+    from mgelib.analysis import strip_paths
     from mgelib.notebooks import run_notebook
 
     out = Path(output or "reports/paper").resolve()
@@ -219,7 +220,9 @@ def paper_analysis(c, subset="", output=""):
                 stem,
                 {"source": "paper", "paper_subset": subset, "output_dir": str(out / stem)},
                 output_dir=out / stem,
+                quiet=False,
             )
+        strip_paths(out / stem, Path(__file__).parent)  # committed: no absolute paths of ours
         print(f"{stem}: {path}  claims: {out / stem / 'claims.csv'}")
 
 

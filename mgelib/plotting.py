@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,10 +23,18 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.collections import LineCollection
+from matplotlib.ticker import FormatStrFormatter
 
+from mgelib import vocabulary
 from mgelib.io import atomic_path
 
 __all__ = [
+    "PRUNER_COLOURS",
+    "LABELS",
+    "label",
+    "pruner_palette",
+    "sparsity_axis",
+    "set_title",
     "save_figure",
     "layer_densities",
     "training_curve",
@@ -36,13 +45,160 @@ __all__ = [
     "PRUNER_ORDER",
 ]
 
-PRUNER_ORDER = ("dense", "snip", "grasp", "synflow", "prospr", "uniform", "er", "erk")
+#: Pruners in the order of the paper's tables (dense first, DST methods last).
+PRUNER_ORDER: tuple[str, ...] = ("dense", *vocabulary.PAI_PRUNERS, *vocabulary.DST_METHODS)
+
+#: One fixed colour per pruner in every figure (a pruner keeps its colour whichever others are
+#: drawn). Twelve hues far apart: no two PaI pruners share a hue family (uniform is grey, erk
+#: purple), DST methods get the remaining ones; ``<p>+shuffle`` takes ``p``'s colour, lightened
+#: (and dashed where lines are drawn).
+PRUNER_COLOURS: dict[str, str] = {
+    "dense": "#000000",
+    "snip": "#1f77b4",
+    "grasp": "#ff7f0e",
+    "synflow": "#2ca02c",
+    "prospr": "#d62728",
+    "uniform": "#7f7f7f",
+    "er": "#8c564b",
+    "erk": "#9467bd",
+    "set": "#17becf",
+    "snfs": "#bcbd22",
+    "dsr": "#e377c2",
+    "rigl": "#393b79",
+    "itop": "#637939",
+}
+_EXTRA = ("#843c39", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194", "#6b6ecf")
+
+#: Human labels of column and feature-set names (anything else: underscores become spaces).
+LABELS: dict[str, str] = {
+    "train_acc": "training accuracy",
+    "test_acc": "test accuracy",
+    "loss": "training loss",
+    "accuracy": "accuracy",
+    "accuracy_drop": "accuracy drop",
+    "relative_drop": "relative accuracy drop",
+    "sparsity": "sparsity",
+    "density": "density",
+    "density_realised": "realised density",
+    "layer_density": "layer-wise density",
+    "layer_density__mean": "mean layer density",
+    "layer_density__wmean": "weighted mean layer density",
+    "ramanujan": "Ramanujan (Δr, imsg, imdb)",
+    "ramanujan+density": "Ramanujan + density",
+    "ramanujan+layer_density": "Ramanujan + layer-wise density",
+    "rolled": "rolled BGE",
+    "rolled_channel": "rolled-channel BGE",
+    "mge": "MGE topometrics",
+    "mge+sparsity": "MGE + sparsity",
+    "degree_bound__mean": "Δr (mean over layers)",
+    "iterative_spectral_gap__mean": "imsg (mean over layers)",
+    "iterative_degree_bound__mean": "imdb (mean over layers)",
+    "r-out": "removable edges (out)",
+    "r-in": "removable edges (in)",
+    "1-hop_nei": "1-hop neighbours",
+    "2-hop_nei": "2-hop neighbours",
+    "disc_nodes": "disconnected nodes",
+    "no_connected_components": "connected components",
+    "mean_connected_components": "mean component size",
+    "avg_node_strength": "mean node strength",
+}
+
+
+def label(name: str) -> str:
+    """The human label of a column or feature-set name.
+
+    Examples
+    --------
+    >>> label("train_acc"), label("sink_nodes"), label("snip+shuffle")
+    ('training accuracy', 'sink nodes', 'snip+shuffle')
+    """
+    name = str(name)
+    if name in LABELS:
+        return LABELS[name]
+    if ":" in name or name.endswith("+shuffle"):
+        return name
+    if "+" in name:  # a union of feature sets
+        return " + ".join(label(part) for part in name.split("+"))
+    return name.replace("__", " ").replace("_", " ")
+
+
+def _lighten(colour: str, amount: float = 0.5) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(colour)
+    return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount)
+
+
+def pruner_palette(pruners: Sequence[str]) -> dict[str, tuple]:
+    """Colour of each pruner label from :data:`PRUNER_COLOURS` (``+shuffle`` twins lightened;
+    unknown pruners get further fixed colours in sorted order).
+
+    Examples
+    --------
+    >>> pal = pruner_palette(["erk", "uniform", "snip+shuffle"])
+    >>> pal["erk"] != pal["uniform"], pal["snip+shuffle"] != pruner_palette(["snip"])["snip"]
+    (True, True)
+    """
+    from matplotlib.colors import to_rgb
+
+    out: dict[str, tuple] = {}
+    unknown = sorted({str(p).split("+")[0] for p in pruners} - set(PRUNER_COLOURS))
+    extra = {u: _EXTRA[i % len(_EXTRA)] for i, u in enumerate(unknown)}
+    for p in pruners:
+        base = str(p).split("+")[0]
+        colour = PRUNER_COLOURS.get(base) or extra[base]
+        out[p] = _lighten(colour) if str(p).endswith("+shuffle") else to_rgb(colour)
+    return out
+
+
+def _order(pruners: Sequence[str]) -> list[str]:
+    """Pruner labels in :data:`PRUNER_ORDER`, each followed by its ``+shuffle`` twin."""
+
+    def key(p: str) -> tuple:
+        base = str(p).split("+")[0]
+        pos = PRUNER_ORDER.index(base) if base in PRUNER_ORDER else len(PRUNER_ORDER)
+        return (pos, base, str(p) != base, str(p))
+
+    return sorted(dict.fromkeys(pruners), key=key)
 
 
 def _palette(pruners: Sequence[str]) -> dict[str, tuple]:
-    ordered = [p for p in PRUNER_ORDER if p in pruners] + sorted(set(pruners) - set(PRUNER_ORDER))
-    colours = sns.color_palette("colorblind", n_colors=max(len(ordered), 3))
-    return dict(zip(ordered, colours))
+    return pruner_palette(_order(pruners))
+
+
+def sparsity_axis(axes, levels: Sequence[float], min_gap: float = 0.45) -> None:  # noqa: ANN001
+    """A logit sparsity axis (it spreads 0.9 … 0.98) with readable ticks: the levels
+    themselves, labelled where they are at least ``min_gap`` apart in logit units (the largest
+    level, e.g. 0.98, is always labelled), rotated; no minor ticks."""
+    levels = sorted({float(v) for v in levels if 0 < float(v) < 1})
+    if not levels:
+        return
+    logit = np.log(np.asarray(levels) / (1 - np.asarray(levels)))
+    shown, last = set(), np.inf
+    for i in range(len(levels) - 1, -1, -1):  # from the top: the largest is always shown
+        if last - logit[i] >= min_gap:
+            shown.add(i)
+            last = logit[i]
+    names = [f"{v:g}" if i in shown else "" for i, v in enumerate(levels)]
+    lo, hi = levels[0], levels[-1]
+    pad = 0.15 * (logit[-1] - logit[0] or 1.0)
+    lim = (1 / (1 + np.exp(-(logit[0] - pad))), 1 / (1 + np.exp(-(logit[-1] + pad))))
+    for ax in np.ravel(axes):
+        ax.set_xscale("logit")
+        ax.set_xlim(min(lim[0], lo), max(lim[1], hi))
+        ax.set_xticks(levels, names, rotation=45, ha="right", fontsize=7)
+        ax.minorticks_off()
+
+
+def set_title(fig: plt.Figure, text: str, fontsize: int = 10) -> None:
+    """A figure title that never overlaps the panels' own titles: space is reserved above
+    them (the layout is recomputed)."""
+    fig.suptitle(text, fontsize=fontsize)
+    lines = text.count("\n") + 1
+    reserve = min(0.3, (lines * 1.6 * fontsize / 72) / fig.get_figheight())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a cramped figure keeps its layout
+        fig.tight_layout(rect=(0, 0, 1, 1 - reserve))
 
 
 def save_figure(
@@ -90,8 +246,10 @@ def training_curve(history: pd.DataFrame) -> plt.Figure:
         var_name="split",
         value_name="accuracy",
     )
+    long["split"] = long["split"].map(label)
     sns.lineplot(data=long, x="epoch", y="accuracy", hue="split", ax=a2, marker="o")
     a2.set_ylim(0, 1)
+    a2.legend(title=None, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -105,11 +263,24 @@ def degree_distribution(graph, max_partitions: int = 24) -> plt.Figure:  # noqa:
         keep = np.unique(np.linspace(0, len(graph.dims) - 1, max_partitions).round().astype(int))
         df = df[df["partition"].isin(keep)]
     long = df.melt(id_vars="partition", var_name="direction", value_name="degree")
+    # Degrees are ≥ 0 and span decades: a log axis of degree + 1 starts at 1 (degree 0) and
+    # never shows a negative degree (a symlog box plot's whiskers could).
+    long["degree + 1"] = long["degree"] + 1
+    long["direction"] = long["direction"].map({"in": "in-degree", "out": "out-degree"})
     fig, ax = plt.subplots(figsize=(max(6, 0.4 * df["partition"].nunique() + 2), 3.6))
     sns.boxplot(
-        data=long, x="partition", y="degree", hue="direction", ax=ax, fliersize=1, linewidth=0.6
+        data=long,
+        x="partition",
+        y="degree + 1",
+        hue="direction",
+        ax=ax,
+        fliersize=1,
+        linewidth=0.6,
+        log_scale=True,
     )
-    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=0.8)
+    ax.set_ylabel("degree + 1 (log scale)")
+    ax.legend(title=None, fontsize=8)
     labels = [graph.layers[int(t.get_text())] for t in ax.get_xticklabels()]
     ax.set_xticks(ax.get_xticks(), labels, rotation=90, fontsize=7)
     ax.set_xlabel("partition (producing layer)")
@@ -184,16 +355,17 @@ def accuracy_vs_sparsity(
 ) -> plt.Figure:
     """The standard PaI plot: accuracy vs sparsity per pruner (mean ± sd over seeds), dense as a
     horizontal band."""
-    pruners = sorted(df["pruner"].unique())
+    pruners = _order(df["pruner"].unique())
+    shuffled = df["pruner"].astype(str).str.endswith("+shuffle")
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(
-        data=df,
+        data=df.assign(topology=shuffled.map({False: "as pruned", True: "+shuffle (null model)"})),
         x="sparsity",
         y=y,
         hue="pruner",
-        hue_order=[p for p in PRUNER_ORDER if p in pruners]
-        + [p for p in pruners if p not in PRUNER_ORDER],
+        hue_order=pruners,
         palette=_palette(pruners),
+        style="topology" if shuffled.any() else None,
         marker="o",
         errorbar="sd",
         ax=ax,
@@ -202,8 +374,9 @@ def accuracy_vs_sparsity(
         m, s = dense[y].mean(), dense[y].std(ddof=0)
         ax.axhline(m, color="k", lw=1, ls="--", label="dense")
         ax.axhspan(m - s, m + s, color="k", alpha=0.08)
-    ax.set_xscale("logit")
+    sparsity_axis(ax, df["sparsity"])
     ax.set_xlabel("sparsity (logit scale)")
+    ax.set_ylabel(label(y))
     ax.legend(fontsize=8, ncols=2)
     fig.tight_layout()
     return fig
@@ -214,7 +387,7 @@ def metric_vs_sparsity(df: pd.DataFrame, metrics: Sequence[str], ncols: int = 4)
     metrics = [m for m in metrics if m in df.columns]
     nrows = max(1, -(-len(metrics) // ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
-    pruners = sorted(df["pruner"].unique())
+    pruners = _order(df["pruner"].unique())
     pal = _palette(pruners)
     for ax, m in zip(axes.ravel(), metrics):
         sns.lineplot(
@@ -229,8 +402,10 @@ def metric_vs_sparsity(df: pd.DataFrame, metrics: Sequence[str], ncols: int = 4)
             legend=False,
             markersize=3,
         )
-        ax.set_xscale("logit")
-        ax.set_title(m, fontsize=9)
+        sparsity_axis(ax, df["sparsity"])
+        ax.set_title(label(m), fontsize=9)
+        # tick labels carry their own exponent: an axis offset ("1e-5") would collide with the title
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)

@@ -40,7 +40,7 @@ def evaluated(runs):
     nets = runs[runs["pruner"] != "dense"]
     sets, _ = analysis.select_feature_sets(nets, ["sparsity", "rolled", "mge", "density"])
     scores, oof, reasons = analysis.evaluate_or_skip(
-        nets, sets, "accuracy_drop", folds=("kfold", "lopo"), learners=("ols",), n_boot=100,
+        nets, sets, "accuracy_drop", folds=("kfold", "lopo"), learners=("ridge",), n_boot=100,
         progress=False, by_sparsity=True,
     )  # fmt: skip
     return nets, sets, scores, oof, reasons
@@ -54,9 +54,9 @@ def _write_runs(tmp_path, runs):
 
 # --------------------------------------------------------------------------- data
 def test_parse_list_and_target_column():
-    assert analysis.parse_list(" ols,gbt ", stats.LEARNERS, "learners") == ["ols", "gbt"]
+    assert analysis.parse_list(" ridge,gbt ", stats.LEARNERS, "learners") == ["ridge", "gbt"]
     with pytest.raises(ValueError, match="learners.*svm"):
-        analysis.parse_list("ols,svm", stats.LEARNERS, "learners")
+        analysis.parse_list("ridge,svm", stats.LEARNERS, "learners")
     with pytest.raises(ValueError, match="not allowed"):
         analysis.parse_list("", stats.LEARNERS, "learners")
     assert analysis.target_column("paper") == "accuracy"
@@ -154,6 +154,14 @@ def test_select_feature_sets_drops_missing_columns_with_a_note(runs):
     assert "sink_nodes" not in sets["mge"] and len(sets["mge"]) == 15
     assert "rolled" not in sets and sets["sparsity"] == ["sparsity"]
     assert any("sink_nodes" in n for n in notes) and any("rolled: no usable" in n for n in notes)
+    with pytest.raises(ValueError, match="unknown feature set 'mgee'"):  # a typo raises
+        analysis.select_feature_sets(df, ["mgee"])
+    layered, _ = analysis.select_feature_sets(
+        df, ["layer_density", "mge+layer_density"], layer_density=["sparsity"]
+    )
+    assert (
+        layered["layer_density"] == ["sparsity"] and layered["mge+layer_density"][-1] == "sparsity"
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -166,7 +174,7 @@ def test_evaluate_or_skip_returns_reasons_instead_of_raising(runs, capsys):
     assert "no feature set" in none[0]
     one = runs[runs["pruner"] == "snip"]  # a single pruner: lopo is skipped, kfold runs
     scores, _, reasons = analysis.evaluate_or_skip(
-        one, {"s": ["sparsity"]}, "accuracy_drop", folds=("kfold", "lopo"), learners=("ols",),
+        one, {"s": ["sparsity"]}, "accuracy_drop", folds=("kfold", "lopo"), learners=("ridge",),
         n_boot=50, progress=False, min_group_size=5,
     )  # fmt: skip
     assert set(scores["folds"]) == {"kfold"} and any("single pruner" in r for r in reasons)
@@ -185,33 +193,42 @@ def test_claims_rows_and_claims_csv(evaluated, tmp_path):
     _, _, _, oof, _ = evaluated
     rows = analysis.safe_claim(
         stats.claim_mge_vs_bge, oof, claim="mge_vs_bge", comparison="mge − rolled",
-        statistic="ΔR²", bge=["rolled"], n_boot=100,
+        statistic="ΔR²", bge=["rolled"], n_boot=100, subset="pai",
     )  # fmt: skip
-    assert len(rows) == 2 and all(r["supported"] is True for r in rows)  # ols × kfold, lopo
-    rows += analysis.safe_claim(
-        stats.claim_mge_vs_bge, oof, claim="mge_vs_bge", comparison="mge − x", statistic="ΔR²",
-        bge=["not_a_set"],
+    assert len(rows) == 2 and all(r["verdict"] == "supported" for r in rows)  # kfold, lopo
+    with pytest.raises(ValueError, match="'not_a_set' is not in the OOF table"):
+        analysis.safe_claim(  # a typo in a feature-set name is a bug: it raises
+            stats.claim_mge_vs_bge, oof, claim="mge_vs_bge", comparison="mge − x",
+            statistic="ΔR²", bge=["not_a_set"],
+        )  # fmt: skip
+    rows += analysis.safe_claim(  # too little data: the one way to "insufficient data"
+        stats.claim_mge_vs_bge, oof, claim="mge_vs_bge", comparison="mge − rolled",
+        statistic="ΔR²", bge=["rolled"], scope="per_nothing", subset="pai",
     )  # fmt: skip
     rows += analysis.safe_claim(
         stats.claim_ranking, pd.DataFrame(), claim="ranking", comparison="a − b", statistic="Δτ"
     )
-    rows.append({**rows[0], "estimate": np.nan})  # undecidable: marked, not False
     table = analysis.write_claims(rows, tmp_path)
-    written = pd.read_csv(tmp_path / "claims.csv")
-    assert list(written.columns) == list(stats.CLAIMS_COLUMNS) == list(table.columns)
-    assert written["supported"].astype(str).tolist() == [
-        "True", "True", stats.INSUFFICIENT, stats.INSUFFICIENT, stats.INSUFFICIENT
+    written = analysis.check_claims(tmp_path)
+    assert list(written.columns) == list(stats.CLAIMS_COLUMNS) == list(table.columns[:9])
+    assert written["verdict"].tolist() == [
+        "supported", "supported", stats.INSUFFICIENT, stats.INSUFFICIENT
     ]  # fmt: skip
     assert "not estimable" in written["statistic"].iloc[2]
     assert written["claim"].iloc[3] == stats.CLAIMS["ranking"]
+    assert written["rule"].str.contains("superiority").iloc[0]
     detail = pd.read_parquet(tmp_path / "claims_detail.parquet")
-    assert {"scope", "learner", "folds", "rule"} <= set(detail.columns)
+    assert {"scope", "learner", "folds", "rule", "verdict"} <= set(detail.columns)
+    with pytest.raises(ValueError, match="decided"):  # a decided row needs a finite CI
+        analysis.write_claims([{**rows[0], "estimate": np.nan}], tmp_path)
 
 
-def test_claims_table_rejects_an_unknown_verdict():
-    row = dict(zip(stats.CLAIMS_COLUMNS, ["c", "a − b", "s", 0.1, 0.0, 0.2, "maybe"]))
+def test_claims_table_rejects_an_unknown_verdict_and_a_missing_rule():
+    row = dict(zip(stats.CLAIMS_COLUMNS, ["c", "", "a − b", "s", 0.1, 0.0, 0.2, "r", "maybe"]))
     with pytest.raises(ValueError, match="maybe"):
         stats.claims_table([row])
+    with pytest.raises(ValueError, match="no decision rule"):
+        stats.claims_table([{**row, "verdict": "supported", "rule": " "}])
 
 
 def test_group_summary_and_pooled_within_r2():
@@ -293,9 +310,12 @@ def test_figures_are_drawn(evaluated, tmp_path):
     fig = analysis.plot_overview(nets, "accuracy_drop")
     assert len(fig.axes) == 1 and fig.axes[0].get_xscale() == "logit"
     pg = scores[scores["scope"] == "per_group"]
-    assert len(analysis.plot_scores(pg, order).axes) == 2  # ols × (kfold, lopo)
+    assert len(analysis.plot_scores(pg, order).axes) == 2  # ridge × (kfold, lopo)
     wild = pg.assign(r2=np.where(pg["feature_set"] == "mge", -40.0, pg["r2"]))
-    assert analysis.plot_scores(wild, order).axes[0].get_ylim()[0] >= -1.1  # clipped at −1
+    fig = analysis.plot_scores(wild, order)
+    assert fig.axes[0].get_ylim()[0] >= -1.1  # clipped at −1 …
+    notes = [t.get_text() for t in fig.axes[0].texts]
+    assert any("▼ 1 value with R² < -1" in t for t in notes)  # … with a visible mark
     ps = scores[scores["scope"] == "per_sparsity"]
     assert len(analysis.plot_scores_by_sparsity(ps, order).axes) == 2
     layer_scores = pg.assign(layer_name="l0", layer_id=0)
@@ -314,6 +334,13 @@ def test_figures_are_drawn(evaluated, tmp_path):
         "s = 0.9",
         "s = 0.98",
     ]
+    # an undefined importance is written "undefined" with its reason, never as a value
+    undefined = imp.assign(importance=np.where(imp["unit"] == "s = 0.6", np.nan, imp["importance"]))
+    undefined.loc[undefined["unit"] == "s = 0.6", "reason"] = "no variance"
+    fig = analysis.plot_importance(undefined[undefined["kind"] == "sparsity"])
+    cells = [t.get_text() for t in fig.axes[0].texts]
+    assert cells.count("undefined") == 3 and "nan" not in " ".join(cells)
+    assert any("no variance" in t.get_text() for t in fig.texts)
     tau = stats.rank_agreement(oof[oof["scope"] == "per_group"])
     fig = analysis.plot_tau(tau, stats.rank_summary(tau, n_boot=50), order)
     assert len(fig.axes) == 2

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mgelib import io
+from mgelib import io, stats
 from mgelib.metrics import TOPOMETRICS
 from mgelib.notebooks import load_profile
 from mgelib.runner import expand_grid, run_complete, stages_for
@@ -123,15 +123,7 @@ def test_analysis_notebooks_and_figures(smoke):
         assert list(d.rglob("*.png")), f"{stem} drew no figure"
     for stem in ("40_ramanujan_vs_density", "50_predict_accuracy_drop", "55_rank_pruners"):
         claims = pd.read_csv(smoke["reports"] / stem / "claims.csv")
-        assert list(claims.columns) == [
-            "claim",
-            "feature_set_or_comparison",
-            "statistic",
-            "estimate",
-            "ci_low",
-            "ci_high",
-            "supported",
-        ]
+        assert list(claims.columns) == list(stats.CLAIMS_COLUMNS)  # rule + verdict per row
 
 
 def test_dst_run_keeps_its_masks_and_trajectory(smoke):

@@ -11,6 +11,9 @@ module                                    what
                                           per sparsity level and architecture
 :mod:`mgelib.analysis.figures`            seaborn figures of scores, coefficients,
                                           importances and Kendall τ
+:mod:`mgelib.analysis.study`              one setup for 40/50/55, the pruner subsets (PaI,
+                                          DST, all) and the checks of their last cell
+:mod:`mgelib.analysis.baselines`          layer-wise density features, ``+shuffle`` survival
 ========================================  =====================================================
 
 Two sources, one code path: ``"paper"`` reads the authors' tables through
@@ -30,12 +33,22 @@ Examples
 
 from __future__ import annotations
 
+from mgelib.analysis import baselines as _baselines
 from mgelib.analysis import data as _data
 from mgelib.analysis import evaluation as _evaluation
 from mgelib.analysis import figures as _figures
+from mgelib.analysis import study as _study
+from mgelib.analysis.baselines import *  # noqa: F403 - re-exported, listed in __all__ below
 from mgelib.analysis.data import *  # noqa: F403 - re-exported, listed in __all__ below
 from mgelib.analysis.evaluation import *  # noqa: F403 - re-exported, listed in __all__ below
 from mgelib.analysis.figures import *  # noqa: F403 - re-exported, listed in __all__ below
+from mgelib.analysis.study import *  # noqa: F403 - re-exported, listed in __all__ below
 
 # The package's API is its modules' APIs: derived, not listed twice.
-__all__ = [*_data.__all__, *_evaluation.__all__, *_figures.__all__]
+__all__ = [
+    *_baselines.__all__,
+    *_data.__all__,
+    *_evaluation.__all__,
+    *_figures.__all__,
+    *_study.__all__,
+]

@@ -104,8 +104,9 @@ def target_column(source: str) -> str:
 def _pruner_filter(df: pd.DataFrame, pruners: str) -> pd.DataFrame:
     if pruners == "all":
         return df
-    known = (*paperdata.PAI_PRUNERS, *paperdata.DST_PRUNERS)
-    keep = paperdata.PAI_PRUNERS if pruners == "pai" else parse_list(pruners, known, "pruners")
+    if pruners == "pai":
+        return df[df["pruner"].isin(paperdata.PAI_PRUNERS)]
+    keep = parse_list(pruners, sorted(set(df["pruner"])), "pruners")
     return df[df["pruner"].isin(keep)]
 
 
@@ -120,8 +121,8 @@ def load_networks(
 ) -> pd.DataFrame:
     """One row per sparse network with a finite target (see :func:`target_column`).
 
-    ``pruners``: ``"pai"`` (the 7 PaI algorithms), ``"all"`` (with the authors' DST runs) or a
-    comma list. ``paper_subset``: ``""`` or ``"ci"`` (:data:`CI_SUBSET`; paper source only).
+    ``pruners``: ``"pai"`` (the 7 PaI algorithms), ``"all"`` (every pruner in the data: the
+    authors' DST runs, our DST and ``+shuffle`` runs) or a comma list of the data's labels. ``paper_subset``: ``""`` or ``"ci"`` (:data:`CI_SUBSET`; paper source only).
     Dense runs (``pruner == "dense"``) are dropped.
     """
     target = target_column(source)
@@ -166,9 +167,9 @@ def load_layers(
     if source == "paper":
         layers = paperdata.load_ramanujan(paper_data or None)
     else:
-        layers = io.collect(
-            Path(grid_dir) if grid_dir else io.grid_root(profile), "ramanujan.parquet"
-        )
+        root = Path(grid_dir) if grid_dir else io.grid_root(profile)
+        # no grid folder (e.g. only a collected runs.parquet was shared): no per-layer table
+        layers = io.collect(root, "ramanujan.parquet") if root.is_dir() else pd.DataFrame()
     if len(layers) == 0 or not set(_LAYER_COLS) <= set(layers.columns):
         return pd.DataFrame(columns=[*_KEY, *_LAYER_COLS, target])
     out = layers[[*_KEY, *_LAYER_COLS]].merge(networks[[*_KEY, target]], on=_KEY, how="inner")
@@ -176,17 +177,47 @@ def load_layers(
 
 
 def select_feature_sets(
-    df: pd.DataFrame, names: Sequence[str], aggregations: Sequence[str] = ("mean",)
+    df: pd.DataFrame,
+    names: Sequence[str],
+    aggregations: Sequence[str] = ("mean",),
+    *,
+    layer_density: Sequence[str] = (),
 ) -> tuple[dict[str, list[str]], list[str]]:
     """The method §8 feature sets ``names`` (:func:`mgelib.paperdata.feature_sets`) restricted to
     the columns ``df`` has with at least one value; sets left empty are dropped. Returns the
-    sets and notes saying what was dropped."""
+    sets and notes saying what was dropped.
+
+    ``"layer_density"`` is the per-layer density set (the columns ``layer_density`` names, from
+    :func:`mgelib.analysis.add_layer_densities`); ``"<set>+layer_density"`` adds it to a set.
+    A name that is none of these raises ``ValueError`` (a typo is never "no data").
+
+    Examples
+    --------
+    >>> runs = synthetic_runs(n_pruners=2, sparsities=(0.5,), seeds=(0,))
+    >>> select_feature_sets(runs, ["sparsity"])[0]
+    {'sparsity': ['sparsity']}
+    """
+    known = paperdata.feature_sets(aggregations=aggregations)
     sets, notes = {}, []
     for name in names:
-        cols = paperdata.feature_sets(aggregations=aggregations)[name]
+        base, _, extra = name.partition("+layer_density")
+        if name == "layer_density":
+            cols = list(layer_density)
+        elif extra == "" and base != name and base in known:
+            cols = [*known[base], *layer_density]
+        elif name in known:
+            cols = known[name]
+        else:
+            raise ValueError(
+                f"unknown feature set {name!r}; use one of {sorted(known)}, 'layer_density' or "
+                "'<set>+layer_density'"
+            )
         ok = [c for c in cols if c in df.columns and df[c].notna().any()]
         if len(ok) < len(cols):
-            notes.append(f"{name}: column(s) {sorted(set(cols) - set(ok))} absent or all NaN")
+            missing = sorted(set(cols) - set(ok))
+            notes.append(
+                f"{name}: column(s) {missing[:6]}{' …' * (len(missing) > 6)} absent or all NaN"
+            )
         if ok:
             sets[name] = ok
         else:

@@ -126,7 +126,7 @@ def evaluate_or_skip(
                     return_oof=True,
                     **kwargs,
                 )
-            except ValueError as err:
+            except stats.InsufficientData as err:  # any other error is a bug: it raises
                 reasons.append(str(err))
     reasons = caught + reasons
     for r in reasons:
@@ -134,22 +134,26 @@ def evaluate_or_skip(
     return scores, oof, reasons
 
 
-def insufficient_row(claim: str, comparison: str, statistic: str, reason: str) -> dict[str, Any]:
-    """A claims row that the data cannot decide (``supported = "insufficient data"``).
+def insufficient_row(
+    claim: str, comparison: str, statistic: str, reason: str, subset: str = ""
+) -> dict[str, Any]:
+    """A claims row that the data cannot decide (``verdict = "insufficient data"``).
 
     Examples
     --------
-    >>> insufficient_row("ranking", "mge − ramanujan", "Δτ", "2 pruners")["supported"]
+    >>> insufficient_row("ranking", "mge − ramanujan", "Δτ", "2 pruners")["verdict"]
     'insufficient data'
     """
     return {
         "claim": stats.CLAIMS.get(claim, claim),
+        "subset": subset,
         "feature_set_or_comparison": comparison,
         "statistic": f"{statistic} — not estimable: {reason}",
         "estimate": np.nan,
         "ci_low": np.nan,
         "ci_high": np.nan,
-        "supported": stats.INSUFFICIENT,
+        "rule": "insufficient data: too few rows, pruners or cells to estimate (InsufficientData)",
+        "verdict": stats.INSUFFICIENT,
     }
 
 
@@ -160,33 +164,53 @@ def safe_claim(
     claim: str,
     comparison: str,
     statistic: str,
+    subset: str = "",
+    prefix: str = "",
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """``fn(data, **kwargs)`` (a ``stats.claim_*``), or one :func:`insufficient_row` when the
-    data are empty or the function cannot estimate (``ValueError``)."""
+    data are empty or the function raises :class:`mgelib.stats.InsufficientData`. Any other
+    error (a typo in a feature-set name, a bad option) propagates: it is a bug, not a verdict.
+    ``subset`` is stored on every row; ``prefix`` is prepended to each row's comparison.
+
+    Examples
+    --------
+    >>> safe_claim(stats.claim_ranking, pd.DataFrame(), claim="ranking", comparison="a − b",
+    ...            statistic="Δτ")[0]["verdict"]
+    'insufficient data'
+    """
     if data is None or len(data) == 0:
-        return [insufficient_row(claim, comparison, statistic, "no out-of-fold predictions")]
+        return [
+            insufficient_row(
+                claim, prefix + comparison, statistic, "no out-of-fold predictions", subset
+            )
+        ]
     try:
-        return fn(data, **kwargs)
-    except ValueError as err:
-        return [insufficient_row(claim, comparison, statistic, str(err))]
+        rows = fn(data, **kwargs)
+    except stats.InsufficientData as err:
+        return [insufficient_row(claim, prefix + comparison, statistic, str(err), subset)]
+    return [
+        {
+            **r,
+            "subset": subset,
+            "feature_set_or_comparison": prefix + r["feature_set_or_comparison"],
+        }
+        for r in rows
+    ]
 
 
 def write_claims(rows: Sequence[Mapping[str, Any]], folder: str | Path) -> pd.DataFrame:
     """``claims.csv`` with exactly :data:`mgelib.stats.CLAIMS_COLUMNS` (and the extra keys —
-    scope, learner, folds, rule — in ``claims_detail.parquet``). A row whose estimate or CI is
-    not finite cannot decide its claim: it is marked ``insufficient data``."""
+    scope, learner, folds — in ``claims_detail.parquet``). :func:`mgelib.stats.claims_table`
+    refuses a row without a rule, with a verdict outside :data:`mgelib.stats.VERDICTS`, or
+    decided on a non-finite CI."""
     table = stats.claims_table(rows)
-    vals = table[["estimate", "ci_low", "ci_high"]].to_numpy(float)
-    undecided = ~np.isfinite(vals).all(axis=1)
-    if undecided.any():
-        table["supported"] = table["supported"].astype(object)
-        table.loc[undecided, "supported"] = stats.INSUFFICIENT
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table[list(stats.CLAIMS_COLUMNS)].to_csv(folder / "claims.csv", index=False)
-    io.write_table(table.astype({"supported": str}), folder / "claims_detail.parquet")
-    return table[list(stats.CLAIMS_COLUMNS)]
+    with io.atomic_path(folder / "claims.csv") as tmp:
+        table[list(stats.CLAIMS_COLUMNS)].to_csv(tmp, index=False)
+    io.write_table(table, folder / "claims_detail.parquet")
+    return table
 
 
 def group_summary(
@@ -329,9 +353,11 @@ def importance_by(
         cats = [c for c in _FIXED[kind] if c != "sparsity_level" and sub[c].nunique() > 1]
         try:
             imp = stats.permutation_importance_oof(sub, feats, target, categoricals=cats, **kwargs)
-        except ValueError as err:
+        except stats.InsufficientData as err:
             reasons.append(f"importance, {kind} {label}: {err}")
             continue
+        for r in imp[imp["status"] == "undefined"].itertuples():
+            reasons.append(f"importance, {kind} {label}: {r.feature} undefined ({r.reason})")
         frames.append(imp.assign(kind=kind, unit=label))
     for r in reasons:
         print(f"skipped: {r}")

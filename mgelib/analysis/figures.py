@@ -52,12 +52,14 @@ def _grid(rows: Sequence[str], cols: Sequence[str], w: float = 4.2, h: float = 3
     return fig, axes
 
 
+_FOLDS = {"kfold": "random K-fold", "lopo": "leave one pruner out"}
+
+
 def plot_overview(df: pd.DataFrame, target: str, x: str = "sparsity") -> plt.Figure:
     """The target against ``x`` per pruner (mean ± sd over seeds), one panel per group."""
     data = df.assign(group=df["model"] + " · " + df["dataset"])
-    pruners = [p for p in plotting.PRUNER_ORDER if p in set(data["pruner"])]
-    pruners += sorted(set(data["pruner"]) - set(pruners))
-    palette = dict(zip(pruners, sns.color_palette("colorblind", n_colors=max(len(pruners), 3))))
+    pruners = plotting._order(data["pruner"].unique())
+    palette = plotting.pruner_palette(pruners)
     g = sns.relplot(
         data=data,
         x=x,
@@ -75,18 +77,24 @@ def plot_overview(df: pd.DataFrame, target: str, x: str = "sparsity") -> plt.Fig
         facet_kws={"sharey": False},
     )
     if x == "sparsity" and data[x].between(0, 1, inclusive="neither").all():
-        _sparsity_axis(g.axes, data[x])
+        plotting.sparsity_axis(g.axes, data[x])
     g.set_titles("{col_name}")
+    _legend_right(g)
+    g.set_axis_labels(plotting.label(x) + (" (logit scale)" if x == "sparsity" else ""),
+                      plotting.label(target))  # fmt: skip
     return g.figure
 
 
-def _sparsity_axis(axes: Any, levels: Sequence[float]) -> None:
-    # logit scale spreads 0.9 … 0.98; ticks at the levels themselves, labelled plainly.
-    levels = sorted(set(levels))
-    for ax in np.ravel(axes):
-        ax.set_xscale("logit")
-        ax.set_xticks(levels, [f"{v:g}" for v in levels])
-        ax.minorticks_off()
+def _mark_clipped(ax: Any, n: int, floor: float, what: str = "R²") -> None:
+    """A visible note of how many values lie below the axis floor (drawn at it as ▼)."""
+    if n:
+        ax.annotate(
+            f"▼ {n} value{'s' * (n > 1)} with {what} < {floor:g}, drawn at {floor:g}",
+            (0.02, 0.02),
+            xycoords="axes fraction",
+            fontsize=6.5,
+            color="tab:red",
+        )
 
 
 def _clip(v: pd.Series, lo: float) -> tuple[pd.Series, pd.Series]:
@@ -105,6 +113,8 @@ def plot_scores(
     for i, lr in enumerate(learners):
         for j, fo in enumerate(folds):
             ax, sub = axes[i, j], scores[(scores["learner"] == lr) & (scores["folds"] == fo)]
+            if metric == "r2":
+                _mark_clipped(ax, int((sub["r2"] < floor).sum()), floor)
             for x, fs in enumerate(order):
                 s = sub[sub["feature_set"] == fs]
                 if len(s) == 0:
@@ -117,9 +127,9 @@ def plot_scores(
                     ax.errorbar(
                         x,
                         v.iloc[0],
-                        yerr=_err(v.iloc[0], max(lo_, floor), hi_),
-                        fmt="o",
-                        color="k",
+                        yerr=_err(v.iloc[0], max(lo_, floor), max(hi_, floor)),
+                        fmt="v" if bool(low.iloc[0]) else "o",
+                        color="tab:red" if bool(low.iloc[0]) else "k",
                         capsize=3,
                     )
                     continue
@@ -149,8 +159,9 @@ def plot_scores(
                     label="median" if x == 0 else None,
                 )
             ax.axhline(0, color="0.3", lw=0.8, ls=":")
-            ax.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=8)
-            ax.set_title(f"{lr} · {fo}", fontsize=9)
+            names = [plotting.label(o) for o in order]
+            ax.set_xticks(range(len(order)), names, rotation=30, ha="right", fontsize=8)
+            ax.set_title(f"{lr} · {_FOLDS.get(fo, fo)}", fontsize=9)
             ax.set_ylabel({"r2": "out-of-fold R²", "mae": "out-of-fold MAE"}[metric])
     if metric == "r2":
         axes[0, 0].set_ylim(floor - 0.05, 1.02)
@@ -170,13 +181,17 @@ def plot_scores_by_sparsity(
 ) -> plt.Figure:
     """``estimator`` (median) over groups of ``y`` (the per-sparsity out-of-fold R², or τ per
     cell) against sparsity, per feature set; values below ``floor`` are drawn at it."""
-    data = scores.assign(**{y: scores[y].clip(lower=floor)})
+    data = scores.assign(
+        **{y: scores[y].clip(lower=floor)},
+        **{"feature set": scores["feature_set"].map(plotting.label)},
+        folds=scores["folds"].map(lambda f: _FOLDS.get(f, f)),
+    )
     g = sns.relplot(
         data=data,
         x="sparsity",
         y=y,
-        hue="feature_set",
-        hue_order=list(order),
+        hue="feature set",
+        hue_order=[plotting.label(o) for o in order],
         row="learner",
         col="folds",
         kind="line",
@@ -187,11 +202,17 @@ def plot_scores_by_sparsity(
         aspect=1.4,
     )
     g.set(ylim=(floor - 0.05, 1.02))
-    _sparsity_axis(g.axes, data["sparsity"])
+    plotting.sparsity_axis(g.axes, data["sparsity"])
     label = {"r2": "out-of-fold R²", "tau": "Kendall τ"}.get(y, y)
     g.set_axis_labels("sparsity (logit scale)", f"{estimator} {label}")
-    for ax in g.axes.flat:
+    g.set_titles("{row_name} · {col_name}", size=9)
+    _legend_right(g)
+    for (lr, fo), ax in g.axes_dict.items():
         ax.axhline(0, color="0.3", lw=0.8, ls=":")
+        raw = scores[
+            (scores["learner"] == lr) & (scores["folds"].map(lambda f: _FOLDS.get(f, f)) == fo)
+        ]
+        _mark_clipped(ax, int((raw[y] < floor).sum()), floor, label.split()[-1])
     return g.figure
 
 
@@ -223,17 +244,37 @@ def plot_layer_scores(
         facet_kws={"sharex": False},
     )
     g.set(ylim=(floor - 0.05, -floor + 0.05))
-    for ax in g.axes.flat:
+    raw = wide[a] - wide[b]
+    for grp, ax in g.axes_dict.items():
         ax.axhline(0, color="0.3", lw=0.8, ls=":")
+        r = raw[data["group"] == grp]
+        n_out = int(((r < floor) | (r > -floor)).sum())
+        if n_out:
+            ax.annotate(
+                f"{n_out} difference{'s' * (n_out > 1)} beyond ±{-floor:g}, drawn at the edge",
+                (0.02, 0.02),
+                xycoords="axes fraction",
+                fontsize=6.5,
+                color="tab:red",
+            )
     g.set_titles("{col_name}")
-    g.set_axis_labels("layer (forward order)", f"R²({a}) − R²({b})")
+    # one y label for the figure: repeated per row, long labels run into each other
+    g.set_axis_labels("layer (forward order)", "")
+    g.figure.supylabel(f"R²({plotting.label(a)}) − R²({plotting.label(b)})", fontsize=9)
+    _legend_right(g)
     return g.figure
+
+
+def _legend_right(g: Any) -> None:
+    # Outside the panels, so a later tight layout or figure title cannot overlap it.
+    if g.legend is not None:
+        sns.move_legend(g, "center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 def plot_correlations(table: pd.DataFrame, label: str = "Spearman ρ") -> plt.Figure:
     """A heatmap of correlations (rows × features), e.g.
     :func:`mgelib.analysis.feature_correlations`."""
-    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * table.shape[1], 1.0 + 0.3 * table.shape[0]))
+    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * table.shape[1], 2.4 + 0.3 * table.shape[0]))
     sns.heatmap(
         table.astype(float),
         annot=True,
@@ -244,8 +285,11 @@ def plot_correlations(table: pd.DataFrame, label: str = "Spearman ρ") -> plt.Fi
         ax=ax,
         annot_kws={"size": 7},
         cbar_kws={"label": label},
+        xticklabels=[plotting.label(c) for c in table.columns],
     )
     ax.tick_params(axis="x", rotation=30, labelsize=8)
+    for t in ax.get_xticklabels():
+        t.set_ha("right")
     ax.set_xlabel("")
     ax.set_ylabel("")
     return fig
@@ -262,7 +306,7 @@ def plot_ranks(df: pd.DataFrame, target: str, higher_is_better: bool = True) -> 
         cells["model"] + " · " + cells["dataset"] + " · " + cells["sparsity"].map("{:g}".format)
     )
     table = cells.pivot(index="cell", columns="pruner", values="rank")
-    table = table[[p for p in plotting.PRUNER_ORDER if p in table.columns]]
+    table = table[plotting._order(table.columns)]
     fig, ax = plt.subplots(figsize=(2.8 + 0.55 * table.shape[1], 0.8 + 0.2 * table.shape[0]))
     sns.heatmap(
         table,
@@ -309,29 +353,48 @@ def plot_coefficients(coefs: pd.DataFrame, unit_col: str = "unit", col_wrap: int
         aspect=0.8,
     )
     g.map_dataframe(forest)
-    g.set(yticks=range(len(features)), yticklabels=features)
+    g.set(yticks=range(len(features)), yticklabels=[plotting.label(f) for f in features])
     g.set_titles("{col_name}", size=9)
     g.set_axis_labels("standardised coefficient", "")
     return g.figure
 
 
 def plot_importance(imp: pd.DataFrame, unit_col: str = "unit") -> plt.Figure:
-    """Permutation importance (drop in held-out R²) as a heatmap: features × units."""
+    """Permutation importance (drop in held-out R²) as a heatmap: features × units; ``*`` marks
+    a bootstrap CI above 0. Undefined importances (NaN) are not drawn as values: their cells
+    read "undefined", and the reasons are written under the figure."""
     table = imp.pivot(index="feature", columns=unit_col, values="importance")
     table = table.loc[list(dict.fromkeys(imp["feature"])), list(dict.fromkeys(imp[unit_col]))]
-    fig, ax = plt.subplots(figsize=(3.5 + 0.9 * table.shape[1], 0.8 + 0.32 * table.shape[0]))
+    low = imp.pivot(index="feature", columns=unit_col, values="ci_low").reindex_like(table)
+    text = np.where(
+        np.isfinite(table.to_numpy(float)),
+        [[f"{v:.2f}{'*' if lo > 0 else ''}" for v, lo in zip(r, q)]
+         for r, q in zip(table.to_numpy(float), low.to_numpy(float))],
+        "undefined",
+    )  # fmt: skip
+    fig, ax = plt.subplots(figsize=(3.5 + 0.9 * table.shape[1], 1.2 + 0.32 * table.shape[0]))
     sns.heatmap(
         table,
-        annot=True,
-        fmt=".2f",
+        annot=text,
+        fmt="",
         cmap="vlag",
         center=0,
         ax=ax,
         annot_kws={"size": 7},
         cbar_kws={"label": "drop in held-out R²"},
+        yticklabels=[plotting.label(f) for f in table.index],
     )
+    # seaborn leaves NaN cells blank: say what they are instead of leaving a gap to read into
+    for i, j in zip(*np.nonzero(~np.isfinite(table.to_numpy(float)))):
+        ax.text(j + 0.5, i + 0.5, "undefined", ha="center", va="center", fontsize=6.5, color="0.4")
     ax.set_xlabel("")
     ax.set_ylabel("")
+    undefined = imp[~np.isfinite(imp["importance"].to_numpy(float))]
+    notes = ["* bootstrap CI above 0"]
+    if len(undefined):
+        why = undefined.groupby(unit_col)["reason"].first()
+        notes += [f"undefined at {u}: {r}" for u, r in why.items()]
+    fig.text(0.01, -0.02, "\n".join(notes), fontsize=7, va="top")
     return fig
 
 
@@ -370,9 +433,10 @@ def plot_tau(tau: pd.DataFrame, summary: pd.DataFrame, order: Sequence[str]) -> 
             )
             ax.axhline(0, color="tab:red", lw=0.8)
             ax.set_ylim(-1.05, 1.05)
-            ax.set_title(f"{lr} · {fo}", fontsize=9)
+            ax.set_title(f"{lr} · {_FOLDS.get(fo, fo)}", fontsize=9)
             ax.set_xlabel("")
             ax.set_ylabel("Kendall τ (true vs predicted ranking)")
+            ax.set_xticks(range(len(order)), [plotting.label(o) for o in order])
             ax.tick_params(axis="x", rotation=30, labelsize=8)
     fig.tight_layout()
     return fig

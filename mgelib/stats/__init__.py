@@ -3,7 +3,7 @@
 The workflow of the analysis notebooks, in four calls:
 
 1. :func:`evaluate` — out-of-fold (OOF) predictions of a target from several feature sets, with
-   two learners (``"ols"``, ``"gbt"``) and two fold schemes (random K-fold, the paper's setting,
+   two learners (``"ridge"``, ``"gbt"``) and two fold schemes (random K-fold, the paper's setting,
    and leave-one-pruner-out), per (model, dataset), optionally per sparsity level, and pooled
    with (model, dataset) fixed effects; scored by R² and MAE with percentile bootstrap CIs.
 2. :func:`compare` — paired bootstrap of a score difference between two feature sets on the same
@@ -11,7 +11,10 @@ The workflow of the analysis notebooks, in four calls:
 3. :func:`rank_agreement` / :func:`rank_summary` — Kendall τ between the pruner ranking by true
    and by predicted accuracy, per (model, dataset, sparsity) cell, averaged with a CI.
 4. :func:`claim_mge_vs_bge`, :func:`claim_ramanujan_vs_density`, :func:`claim_ranking` →
-   :func:`claims_table` — the evidence for each claim of method §8 in one tidy table.
+   :func:`claims_table` — the evidence for each claim of method §8 in one tidy table, each row
+   with its decision rule and a verdict in :data:`VERDICTS` (superiority: the CI above 0;
+   equivalence: TOST, the CI inside ±margin; "insufficient data" only from
+   :class:`InsufficientData`).
 
 Plus inference: :func:`coefficients` (standardised OLS coefficients, clustered SEs or a mixed
 model), :func:`permutation_importance_oof` and :func:`vif`.
@@ -20,7 +23,7 @@ model), :func:`permutation_importance_oof` and :func:`vif`.
 module                              what
 ==================================  ==========================================================
 :mod:`mgelib.stats.folds`           random K-fold, leave-one-pruner-out
-:mod:`mgelib.stats.learners`        fold-local preprocessing, OLS and gradient-boosted trees
+:mod:`mgelib.stats.learners`        fold-local preprocessing, ridge (inner CV) and boosted trees
 :mod:`mgelib.stats.scores`          R²/MAE with bootstrap CIs, paired comparisons
 :mod:`mgelib.stats.evaluate`        out-of-fold scores of feature sets × learners × folds
 :mod:`mgelib.stats.inference`       coefficients, permutation importance, VIF
@@ -29,12 +32,14 @@ module                              what
 ==================================  ==========================================================
 
 Preprocessing is fitted on the training fold only: NaN features are imputed with the training
-median; features constant on the training fold are dropped; for ``"ols"`` a feature with
+median; features constant on the training fold are dropped; for ``"ridge"`` a feature with
 skewness > 1 and all training values > 0 is log-transformed (test values are clipped to the
-training minimum first), then features are standardised. Every decision is reported.
-The OOF ``"ols"`` fit is a least-squares fit (LAPACK ``lstsq``) — the same predictions as
-statsmodels OLS, tested against it, at a fraction of the cost; statsmodels is used where
-inference is needed (:func:`coefficients`, :func:`vif`). ``"gbt"`` is scikit-learn's
+training minimum first), then features are standardised and held-out values clipped to the
+training range (widened by :data:`BOX_SLACK` of its span). Every decision is reported. The
+ridge penalty is chosen by an inner CV on the training fold that mirrors the outer scheme;
+with ``alpha=0`` the fit is least squares (tested against statsmodels OLS). OLS itself is not
+a prediction learner (it extrapolates without bound for an unseen pruner); statsmodels OLS and
+MixedLM serve inference (:func:`coefficients`, :func:`vif`). ``"gbt"`` is scikit-learn's
 ``HistGradientBoostingRegressor`` with a fixed ``random_state``.
 
 Examples
@@ -43,8 +48,8 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> df = pd.DataFrame({"x": rng.normal(size=60), "pruner": np.repeat(list("abc"), 20)})
 >>> df["y"] = 2 * df["x"] + 0.01 * rng.normal(size=60)
->>> scores = evaluate(df, {"x": ["x"]}, "y", group_cols=(), learners=("ols",), n_boot=200)
->>> round(float(scores["r2"].iloc[0]), 3)
+>>> scores = evaluate(df, {"x": ["x"]}, "y", group_cols=(), learners=("ridge",), n_boot=200)
+>>> round(float(scores["r2"].iloc[0]), 2)
 1.0
 """
 

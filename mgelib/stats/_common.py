@@ -14,6 +14,13 @@ import pandas as pd
 __all__: list[str] = []
 
 
+class InsufficientData(ValueError):
+    """The data are too few to estimate (rows, pruners, cells): the one condition that makes a
+    claims row say "insufficient data". A ``ValueError`` subclass, so callers that catch
+    ``ValueError`` still do; the claims code catches only this. Public as
+    :class:`mgelib.stats.InsufficientData`."""
+
+
 def _boot_idx(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, n, size=(n_boot, n), dtype=np.int32 if n < 2**31 else np.int64)
 

@@ -18,9 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from mgelib.stats._common import _check_columns, _r2_rows, _single_thread
+from mgelib.stats._common import InsufficientData, _boot_idx, _check_columns, _single_thread
 from mgelib.stats.folds import _as_labels, _splits
 from mgelib.stats.learners import (
     _dummies,
@@ -175,12 +174,48 @@ def coefficients(
     return out
 
 
+def _boot_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, n)`` multiplicities of the rows in each bootstrap resample."""
+    idx = _boot_idx(n, n_boot, rng).astype(np.int64)
+    flat = idx + (np.arange(n_boot, dtype=np.int64) * n)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
+
+
+def _fold_errors(
+    A: np.ndarray,
+    y: np.ndarray,
+    D: np.ndarray | None,
+    tr: np.ndarray,
+    te: np.ndarray,
+    learner: str,
+    n_repeats: int,
+    seed: int,
+    fold: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Squared held-out errors of one fold: unpermuted ``(n,)`` and, per feature, the mean over
+    ``n_repeats`` permutations of that feature in the held-out rows ``(p, n)``."""
+    p, R = A.shape[1], n_repeats
+    st = _fit_arrays(A[tr], y[tr], None if D is None else D[tr], learner, random_state=seed)
+    At, yt, Dt, n = A[te], y[te], None if D is None else D[te], len(te)
+    base = (yt - _predict_arrays(st, At, Dt)[0]) ** 2
+    # Every (feature, repeat) permutation of the held-out rows, predicted in one call:
+    # p·R·n rows instead of p·R predict calls (sklearn's permutation_importance).
+    rng = np.random.default_rng([seed, fold])
+    perm = rng.permuted(np.tile(np.arange(n), (p * R, 1)), axis=1)
+    col = np.repeat(np.arange(p), R)
+    big = np.repeat(At[None], p * R, axis=0)
+    big[np.arange(p * R)[:, None], np.arange(n)[None, :], col[:, None]] = At[perm, col[:, None]]
+    Db = None if Dt is None else np.tile(Dt, (p * R, 1))
+    pred = _predict_arrays(st, big.reshape(p * R * n, p), Db)[0].reshape(p * R, n)
+    return base, ((yt[None, :] - pred) ** 2).reshape(p, R, n).mean(axis=1)
+
+
 def permutation_importance_oof(
     df: pd.DataFrame,
     features: Sequence[str],
     target: str,
     *,
-    learner: Literal["ols", "gbt"] = "gbt",
+    learner: Literal["ridge", "gbt"] = "gbt",
     folds: Literal["kfold", "lopo"] = "kfold",
     k: int = 5,
     seed: int = 0,
@@ -188,15 +223,22 @@ def permutation_importance_oof(
     pruner_col: str = "pruner",
     categoricals: Sequence[str] = (),
     n_repeats: int = 10,
+    n_boot: int = 1000,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """Permutation importance on held-out folds (``sklearn.inspection.permutation_importance``).
+    """Permutation importance on held-out folds, with bootstrap CIs.
 
     For each fold, the model (preprocessing included) is fitted on the training rows and each
-    feature is permuted ``n_repeats`` times in the held-out rows; importance = drop in R² (as
-    ``sklearn.inspection.permutation_importance``, vectorised: all permutations of a fold are
-    predicted in one call).
-    The CI is a t-interval over the fold means (folds are the independent replicates).
+    feature is permuted ``n_repeats`` times in the held-out rows (as
+    ``sklearn.inspection.permutation_importance``, vectorised). The importance of a feature is
+    the drop in the **pooled out-of-fold** R² when it is permuted, averaged over repeats:
+    Σᵢ (eᵢ,perm² − eᵢ²) / Σᵢ (yᵢ − ȳ)² over all held-out rows. Because the numerator is a sum
+    over rows, its percentile bootstrap over held-out rows is exact and cheap (one
+    multiplicity matrix for all features).
+
+    An importance is **undefined** (NaN, ``rank`` missing, ``status="undefined"`` with the
+    ``reason``) when the held-out target has no variance or a prediction is not finite; it is
+    never ranked.
 
     Parameters
     ----------
@@ -206,7 +248,7 @@ def permutation_importance_oof(
         Features (all are scored).
     target : str
         Response.
-    learner : {"gbt", "ols"}
+    learner : {"gbt", "ridge"}
         Model.
     folds : {"kfold", "lopo"}
         Fold scheme.
@@ -215,14 +257,16 @@ def permutation_importance_oof(
         Fixed-effect columns (not scored).
     n_repeats : int
         Permutations per feature and fold.
-    level : float
-        Confidence level.
+    n_boot, level : int, float
+        Bootstrap resamples of the held-out rows and confidence level.
 
     Returns
     -------
     DataFrame
-        ``feature``, ``importance``, ``ci_low``, ``ci_high``, ``sd_folds``, ``n_folds``,
-        ``n_repeats``, ``rank`` (1 = most important), sorted by importance.
+        ``feature``, ``importance``, ``ci_low``, ``ci_high`` (bootstrap), ``sd_folds`` (SD of
+        the per-fold importances), ``n``, ``n_folds``, ``n_repeats``, ``rank`` (1 = most
+        important; missing when undefined), ``status`` (``ok`` / ``undefined``), ``reason``;
+        ranked features first, by importance.
 
     Examples
     --------
@@ -236,13 +280,15 @@ def permutation_importance_oof(
     _check_columns(df, [*features, target, *categoricals], "column(s)")
     df = df[np.isfinite(df[target].to_numpy(float))]
     if len(df) == 0:
-        raise ValueError("permutation_importance_oof: no row with a finite target")
-    splits = _splits(df, folds, k, seed, fold_groups, pruner_col)
+        raise InsufficientData("permutation_importance_oof: no row with a finite target")
+    try:
+        splits = _splits(df, folds, k, seed, fold_groups, pruner_col)
+    except ValueError as err:
+        raise InsufficientData(f"permutation_importance_oof: {err}") from err
     A = df[features].to_numpy(float)
     y = df[target].to_numpy(float)
     cats = [df[c].astype(str).to_numpy(dtype=object) for c in categoricals]
-    p, R = len(features), n_repeats
-    per_fold = []
+    ys, bases, perms, fold_imp = [], [], [], []
     with _single_thread():
         for f, (tr, te) in enumerate(splits):
             if len(te) < 2:
@@ -250,42 +296,78 @@ def permutation_importance_oof(
             # Dummies with the training fold's levels (an unseen level: all zeros), as _Model.
             levels = [sorted(pd.unique(v[tr])) for v in cats]
             D = np.hstack([_dummies(v, lv) for v, lv in zip(cats, levels)]) if cats else None
-            st = _fit_arrays(A[tr], y[tr], None if D is None else D[tr], learner, random_state=seed)
-            At, yt, Dt, n = A[te], y[te], None if D is None else D[te], len(te)
-            base = _r2_rows(yt, _predict_arrays(st, At, Dt)[0])
-            # Every (feature, repeat) permutation of the held-out rows, predicted in one call:
-            # p·R·n rows instead of p·R predict calls (sklearn's permutation_importance).
-            rng = np.random.default_rng([seed, f])
-            perm = rng.permuted(np.tile(np.arange(n), (p * R, 1)), axis=1)
-            col = np.repeat(np.arange(p), R)
-            big = np.repeat(At[None], p * R, axis=0)
-            big[np.arange(p * R)[:, None], np.arange(n)[None, :], col[:, None]] = At[
-                perm, col[:, None]
-            ]
-            Db = None if Dt is None else np.tile(Dt, (p * R, 1))
-            pred = _predict_arrays(st, big.reshape(p * R * n, p), Db)[0].reshape(p * R, n)
-            per_fold.append((base - _r2_rows(yt[None, :], pred)).reshape(p, R).mean(axis=1))
-    if not per_fold:
-        raise ValueError("permutation_importance_oof: no fold with ≥ 2 test rows")
-    M = np.vstack(per_fold)
-    nf = M.shape[0]
-    mean = M.mean(axis=0)
-    sd = M.std(axis=0, ddof=1) if nf > 1 else np.full(M.shape[1], np.nan)
-    half = sps.t.ppf(0.5 + level / 2, nf - 1) * sd / np.sqrt(nf) if nf > 1 else np.nan
+            base, perm = _fold_errors(A, y, D, tr, te, learner, n_repeats, seed, f)
+            ys.append(y[te])
+            bases.append(base)
+            perms.append(perm)
+            ss = float(((y[te] - y[te].mean()) ** 2).sum())
+            fold_imp.append(
+                (perm - base).sum(axis=1) / ss if ss > 0 else np.full(len(features), np.nan)
+            )
+    if not ys:
+        raise InsufficientData("permutation_importance_oof: no fold with ≥ 2 test rows")
+    yy, E = np.concatenate(ys), np.hstack(perms) - np.concatenate(bases)[None, :]
+    n = yy.size
+    ss_tot = float(((yy - yy.mean()) ** 2).sum())
+    reason = np.full(len(features), "", dtype=object)
+    finite = np.isfinite(E).all(axis=1)
+    reason[~finite] = "a held-out prediction is not finite"
+    if not ss_tot > 0:
+        reason[:] = "the held-out target has no variance: R² is undefined"
+    ok = reason == ""
+    imp = np.where(
+        ok, np.where(finite[:, None], E, 0.0).sum(axis=1) / (ss_tot if ss_tot > 0 else 1.0), np.nan
+    )
+    lo = hi = np.full(len(features), np.nan)
+    if ok.any():
+        C = _boot_counts(n, n_boot, np.random.default_rng([seed, n]))
+        sst_b = C @ (yy**2) - (C @ yy) ** 2 / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot = (C @ np.where(finite[:, None], E, 0.0).T) / sst_b[:, None]  # (n_boot, p)
+        boot = boot[sst_b > 0]
+        a = (1.0 - level) / 2.0
+        q = (
+            np.quantile(boot, [a, 1.0 - a], axis=0)
+            if len(boot)
+            else np.full((2, len(features)), np.nan)
+        )
+        lo, hi = np.where(ok, q[0], np.nan), np.where(ok, q[1], np.nan)
+    F = np.vstack(fold_imp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sd = np.nanstd(F, axis=0, ddof=1) if F.shape[0] > 1 else np.full(len(features), np.nan)
     out = pd.DataFrame(
         {
             "feature": features,
-            "importance": mean,
-            "ci_low": mean - half,
-            "ci_high": mean + half,
+            "importance": imp,
+            "ci_low": lo,
+            "ci_high": hi,
             "sd_folds": sd,
-            "n_folds": nf,
+            "n": n,
+            "n_folds": F.shape[0],
             "n_repeats": n_repeats,
+            "status": np.where(ok, "ok", "undefined"),
+            "reason": reason.astype(str),
         }
     )
-    out = out.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
-    out["rank"] = np.arange(1, len(out) + 1)
-    return out
+    return _rank(out)
+
+
+def _rank(imp: pd.DataFrame) -> pd.DataFrame:
+    """Sort by importance and rank 1…m the defined ones only; NaN is never ranked."""
+    defined = np.isfinite(imp["importance"].to_numpy(float))
+    out = pd.concat(
+        [
+            imp[defined].sort_values("importance", ascending=False, kind="stable"),
+            imp[~defined].assign(status="undefined"),
+        ],
+        ignore_index=True,
+    )
+    out["rank"] = pd.array(
+        [*range(1, int(defined.sum()) + 1), *[pd.NA] * int((~defined).sum())], dtype="Int64"
+    )
+    cols = [c for c in out.columns if c not in ("rank", "status", "reason")]
+    return out[[*cols, "rank", "status", "reason"]]
 
 
 def vif(df: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:

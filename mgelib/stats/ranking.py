@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mgelib.stats._common import _boot_idx, _check_columns, _pct, _unit_rng
+from mgelib.stats._common import InsufficientData, _boot_idx, _check_columns, _pct, _unit_rng
 
 __all__ = ["rank_agreement", "rank_summary", "compare_tau"]
 
@@ -201,7 +201,7 @@ def compare_tau(
     )
     m = m[np.isfinite(m["tau_a"]) & np.isfinite(m["tau_b"])]
     if len(m) == 0:
-        raise ValueError("compare_tau: no cell where both τ are defined")
+        raise InsufficientData("compare_tau: no cell where both τ are defined")
     d = (m["tau_a"] - m["tau_b"]).to_numpy(float)
     boot = d[_boot_idx(d.size, n_boot, np.random.default_rng(seed))].mean(axis=1)
     lo, hi = _pct(boot, level)

@@ -19,7 +19,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mgelib.stats._common import _boot_idx, _check_columns, _metric_rows, _pct, _r2_rows
+from mgelib.stats._common import (
+    InsufficientData,
+    _boot_idx,
+    _check_columns,
+    _metric_rows,
+    _pct,
+    _r2_rows,
+)
 
 __all__ = ["bootstrap_scores", "compare"]
 
@@ -178,7 +185,7 @@ def compare(
         est_b.append(float(mb))
         boot_d.append(_metric_rows(metric, y[idx], pa[idx]) - _metric_rows(metric, y[idx], pb[idx]))
     if not boot_d:
-        raise ValueError("compare: no stratum with ≥ 3 rows")
+        raise InsufficientData("compare: no stratum with ≥ 3 rows")
     if agg not in ("mean", "median"):
         raise ValueError(f"compare: agg must be 'mean' or 'median', got {agg!r}")
     combine = np.nanmean if agg == "mean" else np.nanmedian
@@ -186,6 +193,8 @@ def compare(
         warnings.simplefilter("ignore", RuntimeWarning)
         d = combine(np.vstack(boot_d), axis=0)
     lo, hi = _pct(d, level)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InsufficientData(f"compare: no finite bootstrap {metric} difference (constant y?)")
     a_, b_ = float(combine(est_a)), float(combine(est_b))
     return pd.Series(
         {
