@@ -117,11 +117,13 @@ def _warm_up(engine: str) -> None:
     from mgelib.graphs import Graph
     from mgelib.metrics import kernels, topometrics, twohop
 
-    n = 400
-    src = np.arange(n - 1)
-    for extra in ([], [(0, 2)]):
+    # Four partitions of 100 nodes, node k of each feeding node k of the next (edges join
+    # distinct partitions, as in an MGE); the second pass adds a shortcut from partition 0 to 2.
+    n, part = 400, 100
+    src = np.arange(n - part)
+    for extra in ([], [(0, 2 * part)]):
         rows = np.concatenate([src, [a for a, _ in extra]]).astype(np.int64)
-        cols = np.concatenate([src + 1, [b for _, b in extra]]).astype(np.int64)
+        cols = np.concatenate([src + part, [b for _, b in extra]]).astype(np.int64)
         adj = sp.csr_array((np.ones(rows.size, np.float32), (rows, cols)), shape=(n, n))
         graph = Graph(adj, [n // 4] * 4, ["i", "a", "b", "c"], [(1, 10, 10)] * 4)
         topometrics(graph, engine=engine)

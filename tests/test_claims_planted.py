@@ -1,4 +1,4 @@
-"""Planted datasets where the truth is known: each claim of SPEC §8 must get the right verdict.
+"""Planted datasets where the truth is known: each claim of method §8 must get the right verdict.
 
 Topology adds signal → "supported"; it adds none → "no difference shown"; two feature sets that
 carry the same information → equivalence "supported"; one that is clearly worse →

@@ -1,4 +1,4 @@
-"""The two baselines that "topology beyond density" must beat (SPEC §8, Frankle et al. 2021):
+"""The two baselines that "topology beyond density" must beat (method §8, Frankle et al. 2021):
 **layer-wise density** as a feature set (:func:`add_layer_densities`: one feature per layer,
 its kept fraction) and the **``+shuffle`` null model** (:func:`shuffle_survival`: how much of
 each pruner's effect on the accuracy drop and on each topometric survives redrawing its
@@ -70,7 +70,7 @@ def shuffle_survival(
     seed: int = 0,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """How much of each pruner's effect survives its ``+shuffle`` twin (SPEC §4, §8).
+    """How much of each pruner's effect survives its ``+shuffle`` twin (method §4, §8).
 
     In every cell (model, dataset, sparsity) a pruner's **effect** on a quantity is its mean
     over seeds minus the mean over the pruners that have a twin; the twin's effect is computed

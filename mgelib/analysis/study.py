@@ -68,7 +68,7 @@ def pruner_family(pruner: str) -> str:
 
 
 def is_shuffled(pruner: str) -> bool:
-    """Whether a pruner label is a ``+shuffle`` twin (SPEC §4)."""
+    """Whether a pruner label is a ``+shuffle`` twin (method §4)."""
     return str(pruner).endswith(SHUFFLE_SUFFIX)
 
 

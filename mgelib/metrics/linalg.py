@@ -116,7 +116,7 @@ def symmetric_csr(adj: sp.sparray, *, forward: bool = True) -> sp.csr_array:
     """``A = max(W, Wᵀ)`` (``= W + Wᵀ`` when every edge has ``i < j``) as a float32 CSR.
 
     ``forward=False`` or a graph with an edge ``i ≥ j`` takes scipy's ``maximum`` (reciprocal
-    pairs keep the larger weight, SPEC §6); either way the values are the graph's weights.
+    pairs keep the larger weight, method §6); either way the values are the graph's weights.
     """
     w = sp.csr_array(adj)
     n = w.shape[0]
