@@ -2,7 +2,7 @@
 
 A mask set is a ``dict[str, torch.BoolTensor]`` keyed by the qualified parameter name
 (``"layer1.0.conv1.weight"``), ``True`` = kept. The prunable weights are the ``weight`` of every
-``Conv2d`` and ``Linear`` module, first layer, classifier and 1×1 shortcut convolutions included;
+``Conv1d``, ``Conv2d`` and ``Linear`` module, first layer, classifier and 1×1 shortcut convolutions included;
 biases and normalisation layers are never pruned.
 
 Examples
@@ -127,7 +127,7 @@ def _check_structure(
     params = prunable_parameters(model)
     if not params:
         raise ValueError(
-            f"{type(model).__name__} has no prunable layer (no Conv2d or Linear weight)"
+            f"{type(model).__name__} has no prunable layer (no Conv1d, Conv2d or Linear weight)"
         )
     if not isinstance(masks, Mapping):
         raise MaskError(
@@ -145,7 +145,7 @@ def _check_structure(
         raise MaskError(
             "masks do not match the model's prunable weights: "
             + "; ".join(parts)
-            + f". Expected keys like {next(iter(params))!r} (one per Conv2d/Linear weight)."
+            + f". Expected keys like {next(iter(params))!r} (one per Conv1d/Conv2d/Linear weight)."
         )
     for key, param in params.items():
         mask = masks[key]

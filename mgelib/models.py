@@ -92,7 +92,7 @@ def _check_args(
 def init_weights(model: nn.Module) -> nn.Module:
     """Initialise ``model`` in place as in method §2 and return it.
 
-    Conv2d/Linear: Kaiming-normal weight (``nn.init.kaiming_normal_`` defaults: fan-in, gain of a
+    Conv1d/Conv2d/Linear: Kaiming-normal weight (``nn.init.kaiming_normal_`` defaults: fan-in, gain of a
     ReLU), zero bias, bias frozen. BatchNorm: weight 1, bias 0.
 
     Examples
@@ -102,7 +102,7 @@ def init_weights(model: nn.Module) -> nn.Module:
     (0.0, False)
     """
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

@@ -58,8 +58,7 @@ def masked(name: str) -> tuple[nn.Module, tuple]:
         for name_, m in model.named_modules():
             if isinstance(m, WEIGHTED):
                 m.weight.mul_(masks[f"{name_}.weight"])
-    conv2d = {k: v for k, v in masks.items() if v.dim() != 3}
-    apply_masks(model, conv2d)
+    apply_masks(model, masks)
     return model, shape
 
 

@@ -156,14 +156,15 @@ def _local(graph: Graph) -> dict[str, float]:
 
 
 def _exact_metrics(graph: Graph) -> Graph:
-    """The same edges with the compat flag dropped: method §6's exact definitions apply."""
+    """The same edges with the compat flag dropped: method §6's exact definitions apply (the
+    authors' intra-partition edges stay, so they are allowed explicitly)."""
     return Graph(
         graph.adjacency,
         graph.dims,
         graph.layers,
         graph.shapes,
         encoding=graph.encoding,
-        meta={**graph.meta, "compat": None},
+        meta={**graph.meta, "compat": None, "allow_intra_partition_edges": True},
     )
 
 

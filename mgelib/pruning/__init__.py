@@ -186,7 +186,7 @@ def prune(
     Raises
     ------
     ValueError
-        Unknown pruner, sparsity outside [0, 1), a model without Conv2d/Linear layer, a data
+        Unknown pruner, sparsity outside [0, 1), a model without Conv1d/Conv2d/Linear layer, a data
         pruner without data, SynFlow without ``input_shape`` or data; a user pruner that does
         not import or returns masks of the wrong keys, shapes, values or kept count.
 

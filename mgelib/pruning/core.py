@@ -244,7 +244,7 @@ def prepare(model: nn.Module, sparsity: float) -> tuple[float, dict[str, torch.T
     params = prunable_parameters(model)
     if not params:
         raise ValueError(
-            f"{type(model).__name__} has no prunable layer (no Conv2d or Linear weight); "
+            f"{type(model).__name__} has no prunable layer (no Conv1d, Conv2d or Linear weight); "
             "nothing to prune"
         )
     for name, module in prunable_modules(model).items():
