@@ -249,26 +249,32 @@ def weak_components(adj: sp.csr_array) -> int:
 
 
 @njit(cache=True)
+def reach_two(indptr, indices, v, stamp, tag):  # pragma: no cover - compiled
+    """Nodes within two out-steps of ``v``, ``v`` included; ``stamp`` (one slot per node) marks
+    the nodes seen with ``tag``, a value not used before in that array."""
+    stamp[v] = tag
+    count = 1
+    for a in range(indptr[v], indptr[v + 1]):
+        u = indices[a]
+        if stamp[u] != tag:
+            stamp[u] = tag
+            count += 1
+    for a in range(indptr[v], indptr[v + 1]):
+        u = indices[a]
+        for b in range(indptr[u], indptr[u + 1]):
+            w = indices[b]
+            if stamp[w] != tag:
+                stamp[w] = tag
+                count += 1
+    return count
+
+
+@njit(cache=True)
 def _two_hop(indptr, indices, n):  # pragma: no cover - compiled
     stamp = np.zeros(n, np.int64)
     out = np.empty(n, np.int64)
     for v in range(n):
-        tag = v + 1
-        stamp[v] = tag
-        count = 1
-        for a in range(indptr[v], indptr[v + 1]):
-            u = indices[a]
-            if stamp[u] != tag:
-                stamp[u] = tag
-                count += 1
-        for a in range(indptr[v], indptr[v + 1]):
-            u = indices[a]
-            for b in range(indptr[u], indptr[u + 1]):
-                w = indices[b]
-                if stamp[w] != tag:
-                    stamp[w] = tag
-                    count += 1
-        out[v] = count
+        out[v] = reach_two(indptr, indices, v, stamp, v + 1)
     return out
 
 

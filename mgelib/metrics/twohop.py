@@ -38,6 +38,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
+from mgelib.metrics.kernels import reach_two
+
 __all__ = ["node_frame", "two_hop_sizes", "two_hop_classes"]
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -112,23 +114,7 @@ def _two_hop_rows(indptr, indices, rows, n, n_chunks):  # pragma: no cover - com
     for ch in prange(n_chunks):
         stamp = np.zeros(n, np.int64)
         for r in range(ch * step, min(rows.size, (ch + 1) * step)):
-            v = rows[r]
-            tag = r + 1
-            stamp[v] = tag
-            count = 1
-            for a in range(indptr[v], indptr[v + 1]):
-                u = indices[a]
-                if stamp[u] != tag:
-                    stamp[u] = tag
-                    count += 1
-            for a in range(indptr[v], indptr[v + 1]):
-                u = indices[a]
-                for b in range(indptr[u], indptr[u + 1]):
-                    w = indices[b]
-                    if stamp[w] != tag:
-                        stamp[w] = tag
-                        count += 1
-            out[r] = count
+            out[r] = reach_two(indptr, indices, rows[r], stamp, r + 1)
     return out
 
 
