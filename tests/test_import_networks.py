@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.utils.prune as torch_prune
-from user_code import write_user_code
+from user_code import user_code_on_path
 
 from mgelib import io, models, pipeline
 from mgelib.importing import checkpoint_network, import_checkpoints, read_checkpoint
@@ -20,19 +20,12 @@ from mgelib.pruning import prune
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "mymodels:tiny_vgg"
-USER_MODULES = ("mymodels", "mypruners", "broken")
 
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory: pytest.TempPathFactory):
-    folder = write_user_code(tmp_path_factory.mktemp("user"))
-    for name in USER_MODULES:
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(folder))
-    yield folder
-    sys.path.remove(str(folder))
-    for name in USER_MODULES:
-        sys.modules.pop(name, None)
+    with user_code_on_path(tmp_path_factory.mktemp("user")) as folder:
+        yield folder
 
 
 def _net(seed: int = 0, spec: str = TINY) -> torch.nn.Module:

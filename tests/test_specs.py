@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from user_code import write_user_code
+from user_code import user_code_on_path, write_user_code
 
 from mgelib import io, models, pipeline, specs
 from mgelib.masks import prunable_parameters
@@ -24,20 +24,13 @@ from mgelib.runner.grid import grid_names, prepare_profile, user_pythonpath
 from mgelib.runner.run import stage_params
 
 REPO = Path(__file__).resolve().parents[1]
-USER_MODULES = ("mymodels", "mypruners", "broken")
 
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory: pytest.TempPathFactory):
     """The user's code on sys.path (as if on PYTHONPATH), dropped again afterwards."""
-    folder = write_user_code(tmp_path_factory.mktemp("user"))
-    for name in USER_MODULES:
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(folder))
-    yield folder
-    sys.path.remove(str(folder))
-    for name in USER_MODULES:
-        sys.modules.pop(name, None)
+    with user_code_on_path(tmp_path_factory.mktemp("user")) as folder:
+        yield folder
 
 
 def _net(spec: str = "mymodels:tiny_vgg", seed: int = 0) -> torch.nn.Module:

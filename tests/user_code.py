@@ -3,6 +3,9 @@ module, a pruner module, and modules that go wrong in the ways mgelib must refus
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 MYMODELS = """
@@ -86,9 +89,28 @@ def tiny_vgg(in_channels, num_classes, input_size):
 """
 
 
+USER_MODULES = ("mymodels", "mypruners", "broken")
+
+
 def write_user_code(folder: Path) -> Path:
     """Write ``mymodels.py``, ``mypruners.py`` and ``broken.py`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in (("mymodels", MYMODELS), ("mypruners", MYPRUNERS), ("broken", BROKEN)):
+    for name, text in zip(USER_MODULES, (MYMODELS, MYPRUNERS, BROKEN), strict=True):
         (folder / f"{name}.py").write_text(text.lstrip())
     return folder
+
+
+@contextlib.contextmanager
+def user_code_on_path(folder: Path) -> Iterator[Path]:
+    """The user's code written to ``folder`` and on ``sys.path`` (as if on PYTHONPATH), its
+    modules forgotten before and after, so each test module imports them afresh."""
+    write_user_code(folder)
+    for name in USER_MODULES:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(folder))
+    try:
+        yield folder
+    finally:
+        sys.path.remove(str(folder))
+        for name in USER_MODULES:
+            sys.modules.pop(name, None)
