@@ -299,6 +299,25 @@ def _open_root(indptr, indices, v, mark, ext1):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _extend(indptr, indices, v, w1, ext1, i, n1, mark, ext2):  # pragma: no cover - compiled
+    """ESU's second level from root ``v`` after adding ``w1`` (``ext1[i]``): ``ext2`` = the rest
+    of ``ext1`` plus ``w1``'s exclusive neighbours above ``v``; marks ``w1``'s neighbourhood (the
+    caller unmarks it) and returns the length of ``ext2``."""
+    mark[w1] += 1
+    n2 = 0
+    for j in range(i + 1, n1):
+        ext2[n2] = ext1[j]
+        n2 += 1
+    for a in range(indptr[w1], indptr[w1 + 1]):
+        u = indices[a]
+        if mark[u] == 0 and u > v:
+            ext2[n2] = u
+            n2 += 1
+        mark[u] += 1
+    return n2
+
+
+@njit(cache=True)
 def _close_node(indptr, indices, v, mark):  # pragma: no cover - compiled
     """Undo the marks a node and its neighbours received."""
     for a in range(indptr[v], indptr[v + 1]):
@@ -322,18 +341,7 @@ def _esu4(indptr, indices, n, roots):  # pragma: no cover - compiled
         n1 = _open_root(indptr, indices, v, mark, ext1)
         for i in range(n1):
             w1 = ext1[i]
-            mark[w1] += 1
-            # ext2 = ext1[i+1:] + exclusive neighbours of w1
-            n2 = 0
-            for j in range(i + 1, n1):
-                ext2[n2] = ext1[j]
-                n2 += 1
-            for a in range(indptr[w1], indptr[w1 + 1]):
-                u = indices[a]
-                if mark[u] == 0 and u > v:
-                    ext2[n2] = u
-                    n2 += 1
-                mark[u] += 1
+            n2 = _extend(indptr, indices, v, w1, ext1, i, n1, mark, ext2)
             for j in range(n2):
                 w2 = ext2[j]
                 mark[w2] += 1
@@ -458,17 +466,7 @@ def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks):  # pragma: no 
                 w1 = ext1[i]
                 if p2 < 1.0 and _uniform(seed, v, w1, n) >= p2:
                     continue
-                mark[w1] += 1
-                n2 = 0
-                for j in range(i + 1, n1):
-                    ext2[n2] = ext1[j]
-                    n2 += 1
-                for a in range(indptr[w1], indptr[w1 + 1]):
-                    u = indices[a]
-                    if mark[u] == 0 and u > v:
-                        ext2[n2] = u
-                        n2 += 1
-                    mark[u] += 1
+                n2 = _extend(indptr, indices, v, w1, ext1, i, n1, mark, ext2)
                 sub = 0
                 for j in range(n2):
                     w2 = ext2[j]
