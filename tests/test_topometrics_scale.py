@@ -200,6 +200,40 @@ def test_symmetric_csr_and_matvecs_equal_scipy(forward):
     assert np.allclose(linalg.rows_matvec(a, rows, x), (want @ x)[rows], rtol=1e-12)
 
 
+@pytest.mark.parametrize("forward", [True, False])
+def test_symmetric_operator_equals_scipy_and_ignores_the_thread_count(forward):
+    """``SymmetricOperator`` multiplies a forward graph from its own CSR (``W x + Wᵀ x`` with
+    per-chunk scatter buffers, several chunks here) and any other graph through ``max(W, Wᵀ)``;
+    both agree with scipy in float64 and give the same bits on 1 and 2 threads."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    w = sp.random_array((n, n), density=0.1, rng=rng, dtype=np.float32, format="csr")
+    w = sp.csr_array(sp.triu(w, 1) if forward else w)
+    op = linalg.SymmetricOperator(w, forward=True)
+    assert op.forward is forward
+    if forward:
+        assert op.bounds.size - 1 > 2  # the chunked scatter really runs
+    w64 = sp.csr_array(w, dtype=np.float64)
+    want = sp.csr_array(w64 + w64.T) if forward else sp.csr_array(w64.maximum(w64.T))
+    x = rng.standard_normal(n)
+    assert np.allclose(op.matvec(x), want @ x, rtol=1e-12, atol=1e-12)
+    assert np.allclose(op.deg, want.sum(axis=1), rtol=1e-12)
+    lap = sp.diags(op.deg) - want
+    assert np.allclose(op.laplacian(x), lap @ x, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(op.toarray(), want.toarray())
+    previous = numba.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            outs.append((op.matvec(x), op.laplacian(x)))
+    finally:
+        numba.set_num_threads(previous)
+    assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[1]))
+
+
 def test_a_grid_worker_pins_its_share_of_the_cores(monkeypatch):
     """``run_chunk(cores=k)`` (what the local executor's N workers get, k = cores // N) sets
     ``MGELIB_CORES`` and the thread variables before its runs, so ``n_jobs=0`` / ``threads=0``

@@ -108,10 +108,8 @@ def motif_estimate(
 
     roots = motif_sample(n_nodes, seed)
     p2, p3 = cut_probabilities(kernels.esu4_levels(view, roots), budget)
-    if p2 == 1.0 and p3 == 1.0:
-        per_root = kernels.esu4_counts(view, roots).astype(np.float64)
-    else:
-        per_root = kernels.esu4_estimates(view, roots, p2, p3, seed=seed)
+    # p2 = p3 = 1: the exact counts (in parallel over roots, like the cut estimate).
+    per_root = kernels.esu4_estimates(view, roots, p2, p3, seed=seed)
     estimate = float(per_root.sum() * n_nodes / roots.size)
     se = (
         float(n_nodes * per_root.std(ddof=1) / np.sqrt(roots.size))

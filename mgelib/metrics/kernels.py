@@ -326,43 +326,8 @@ def _close_node(indptr, indices, v, mark):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _esu4(indptr, indices, n, roots):  # pragma: no cover - compiled
-    # For each root v: the number of weakly connected induced 4-vertex subgraphs whose smallest
-    # vertex is v — the quantity RAND-ESU (Wernicke 2006) enumerates from v with no cut-off.
-    # `mark[x] > 0` ⇔ x is in the current subgraph or adjacent to it (ESU's exclusive
-    # neighbourhood test); extension lists only take vertices > v.
-    mark = np.zeros(n, np.int64)
-    ext1 = np.empty(n, np.int64)
-    ext2 = np.empty(n, np.int64)
-    out = np.zeros(roots.size, np.int64)
-    for r in range(roots.size):
-        v = roots[r]
-        total = 0
-        n1 = _open_root(indptr, indices, v, mark, ext1)
-        for i in range(n1):
-            w1 = ext1[i]
-            n2 = _extend(indptr, indices, v, w1, ext1, i, n1, mark, ext2)
-            for j in range(n2):
-                w2 = ext2[j]
-                mark[w2] += 1
-                # |ext3| = |ext2[j+1:]| + exclusive neighbours of w2 (counted once each)
-                c = n2 - j - 1
-                for a in range(indptr[w2], indptr[w2 + 1]):
-                    u = indices[a]
-                    if mark[u] == 0 and u > v:
-                        c += 1
-                    mark[u] += 1
-                total += c
-                _close_node(indptr, indices, w2, mark)
-            _close_node(indptr, indices, w1, mark)
-        _close_node(indptr, indices, v, mark)
-        out[r] = total
-    return out
-
-
-@njit(cache=True)
 def _esu4_work(indptr, indices, n, roots):  # pragma: no cover - compiled
-    # The number of adjacency entries _esu4 will scan (its inner loop), in O(Σ d·|ext2|):
+    # The number of adjacency entries the exact count scans (its inner loop), in O(Σ d·|ext2|):
     # lets the caller refuse an estimate that would take hours on a nearly dense graph.
     mark = np.zeros(n, np.int64)
     ext1 = np.empty(n, np.int64)
@@ -392,8 +357,10 @@ def esu4_work(view: UndirectedView, roots: np.ndarray) -> float:
 
 
 def esu4_counts(view: UndirectedView, roots: np.ndarray) -> np.ndarray:
-    """For each root, the number of connected 4-vertex subgraphs whose smallest vertex it is."""
-    return _esu4(view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64))
+    """For each root, the number of weakly connected induced 4-vertex subgraphs whose smallest
+    vertex it is — what RAND-ESU (Wernicke 2006) enumerates from it with no cut — counted in
+    parallel over roots (:func:`esu4_estimates` with ``p2 = p3 = 1``)."""
+    return esu4_estimates(view, roots).astype(np.int64)
 
 
 @njit(cache=True)
@@ -455,7 +422,10 @@ def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks):  # pragma: no 
     out = np.zeros(roots.size)
     step = (roots.size + n_chunks - 1) // n_chunks
     for ch in prange(n_chunks):
-        mark = np.zeros(n, np.int64)
+        # `mark[x] > 0` ⇔ x is in the current subgraph or adjacent to it (ESU's exclusive
+        # neighbourhood test): at most a few increments per node, so 16 bits (and a quarter of
+        # the memory that 64 chunks of int64 would fault in) suffice.
+        mark = np.zeros(n, np.int16)
         ext1 = np.empty(n, np.int64)
         ext2 = np.empty(n, np.int64)
         for r in range(ch * step, min(roots.size, (ch + 1) * step)):

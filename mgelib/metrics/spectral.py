@@ -16,9 +16,10 @@
   products than ARPACK's restarted one on the clustered top of a Laplacian spectrum (the top
   eigenvectors of these graphs are localised around high-degree nodes, with relative gaps ~1e-4).
 
-Mat-vecs: :mod:`mgelib.metrics.linalg` (one float32 symmetric adjacency shared by both solves,
-row-parallel numba kernels, ``L`` and ``B`` never formed; the values are the graph's own
-weights, the products are accumulated in float64, so nothing is lost against scipy's float64).
+Mat-vecs: :class:`mgelib.metrics.linalg.SymmetricOperator`, shared by both solves: on a forward
+graph (every MGE and BGE) ``A x = W x + Wᵀ x`` straight from the graph's CSR, so ``A``, ``L`` and
+``B`` are never formed; row-parallel numba kernels; the values are the graph's own float32
+weights, the products accumulate in float64, so nothing is lost against scipy's float64.
 
 Accuracy: every solve stops on a rigorous bound, not on stagnation: ARPACK with relative residual
 tolerance ``TOL`` (|λ − θ| ≤ ‖r‖ ≤ TOL·|θ|), the Lanczos radius when ``min(‖r‖, ‖r‖²/(θ₁ − θ₂))``
@@ -90,30 +91,34 @@ def bipartition(dims: np.ndarray, adj: sp.sparray) -> np.ndarray | None:
     return parity == 0
 
 
-def _operator(a: sp.csr_array) -> LinearOperator:
-    """``x ↦ A x`` through the multi-threaded kernel."""
-    buf = np.empty(a.shape[0])
+def _operator(a: sp.csr_array | linalg.SymmetricOperator) -> LinearOperator:
+    """``x ↦ A x`` through the multi-threaded kernels."""
+    op = a if isinstance(a, linalg.SymmetricOperator) else None
+    buf = np.empty(a.shape[0] if op is None else op.n)
 
     def mv(x: np.ndarray) -> np.ndarray:
+        if op is not None:
+            return op.matvec(np.ravel(x), buf).copy()
         return linalg.matvec(a, np.ravel(x), buf).copy()
 
-    return LinearOperator(a.shape, matvec=mv, dtype=np.float64)
+    return LinearOperator((buf.size, buf.size), matvec=mv, dtype=np.float64)
 
 
 def top_abs_eigenvalues(
     a: sp.sparray, k: int = 3, *, seed: int = 0, tol: float = TOL
 ) -> np.ndarray:
     """The ``k`` largest ``|λ|`` of a symmetric matrix, descending (dense below ``DENSE_MAX``)."""
-    n = a.shape[0]
+    is_op = isinstance(a, linalg.SymmetricOperator)
+    n = a.n if is_op else a.shape[0]
     if n == 0:
         return np.zeros(0)
-    if sp.issparse(a) and a.count_nonzero() == 0:
+    if (is_op and not np.any(a.deg)) or (sp.issparse(a) and a.count_nonzero() == 0):
         return np.zeros(min(k, n))
     if n <= max(DENSE_MAX, k + 1):
-        dense = a.toarray() if sp.issparse(a) else np.asarray(a)
+        dense = a.toarray() if is_op or sp.issparse(a) else np.asarray(a)
         vals = np.linalg.eigvalsh(dense.astype(np.float64))
         return np.sort(np.abs(vals))[::-1][:k]
-    op = _operator(sp.csr_array(a)) if sp.issparse(a) else a
+    op = _operator(a) if is_op else _operator(sp.csr_array(a)) if sp.issparse(a) else a
     vals = _eigsh(op, k=k, which="LM", seed=seed, tol=tol)
     return np.sort(np.abs(vals))[::-1]
 
@@ -149,34 +154,34 @@ def _eigsh(op, k: int, which: str, seed: int, tol: float, ncv: int | None = None
 
 
 def _top_singular_values(
-    a: sp.csr_array, rows: np.ndarray, cols: np.ndarray, k: int, seed: int, tol: float
+    op: linalg.SymmetricOperator, rows: np.ndarray, cols: np.ndarray, k: int, seed: int, tol: float
 ) -> np.ndarray:
     """Top ``k`` singular values of ``B = A[rows][:, cols]`` (a bipartite ``A``) by Lanczos on
-    the smaller of ``BᵀB`` / ``BBᵀ``, with ``B x`` and ``Bᵀ y`` as row subsets of ``A``."""
-    if min(rows.size, cols.size) == 0 or not np.any(a.data):
+    the smaller of ``BᵀB`` / ``BBᵀ``: on a bipartite graph ``A`` maps a vector supported on one
+    side to one supported on the other, so ``BᵀB x`` is two products with ``A``."""
+    if min(rows.size, cols.size) == 0 or not np.any(op.deg):
         return np.zeros(k)  # no weight: every singular value is 0 (ARPACK would refuse)
     small, large = (cols, rows) if cols.size <= rows.size else (rows, cols)
     if small.size <= k or small.size <= DENSE_MAX:
-        b = sp.csr_array(a[large][:, small], dtype=np.float64)
+        b = sp.csr_array(op.csr()[large][:, small], dtype=np.float64)
         if small.size <= k:
             s = np.linalg.svd(b.toarray(), compute_uv=False)
             return np.pad(s, (0, max(0, k - s.size)))[:k]
         vals = np.linalg.eigvalsh((b.T @ b).toarray())
     else:
-        # Bipartite: the rows of `large` read only `small` entries of x and vice versa, so one
-        # full-length buffer carries both half-vectors.
-        buf = np.zeros(a.shape[0])
-        half = np.empty(large.size)
-        out = np.empty(small.size)
+        x_full = np.zeros(op.n)
+        y_full = np.empty(op.n)
+        z_full = np.empty(op.n)
 
         def mv(x: np.ndarray) -> np.ndarray:
-            buf[small] = np.ravel(x)
-            linalg.rows_matvec(a, large, buf, half)
-            buf[large] = half
-            return linalg.rows_matvec(a, small, buf, out).copy()
+            x_full[small] = np.ravel(x)  # zero on `large`, always
+            op.matvec(x_full, y_full)  # B x, on `large` (zero on `small`: bipartite)
+            y_full[small] = 0.0
+            op.matvec(y_full, z_full)  # Bᵀ B x, on `small`
+            return z_full[small]
 
-        op = LinearOperator((small.size, small.size), matvec=mv, dtype=np.float64)
-        vals = _eigsh(op, k=k, which="LA", seed=seed, tol=tol)
+        lin = LinearOperator((small.size, small.size), matvec=mv, dtype=np.float64)
+        vals = _eigsh(lin, k=k, which="LA", seed=seed, tol=tol)
     return np.sqrt(np.clip(np.sort(vals)[::-1][:k], 0, None))
 
 
@@ -187,24 +192,24 @@ def spectral_gap(
     seed: int = 0,
     tol: float = TOL,
     forward: bool = False,
-    sym: sp.csr_array | None = None,
+    op: linalg.SymmetricOperator | None = None,
 ) -> float:
     """First minus third largest ``|λ|`` of the weighted symmetric adjacency (NaN below 3 nodes).
 
     ``dims`` (partition sizes) enables the bipartite shortcut when every edge joins partitions
-    of different parity; ``sym``, the symmetric adjacency when the caller already has it
-    (:func:`mgelib.metrics.linalg.symmetric_csr`).
+    of different parity; ``op``, the graph's :class:`~mgelib.metrics.linalg.SymmetricOperator`
+    when the caller already has it.
     """
     n = adj.shape[0]
     if n < 3:
         return float("nan")
-    a = linalg.symmetric_csr(adj, forward=forward) if sym is None else sym
+    op = linalg.SymmetricOperator(adj, forward=forward) if op is None else op
     if dims is not None and n > DENSE_MAX:
         even = bipartition(np.asarray(dims), adj)
         if even is not None:  # A = [[0, B], [Bᵀ, 0]]: eigenvalues ±σ(B)
-            s = _top_singular_values(a, np.flatnonzero(even), np.flatnonzero(~even), 2, seed, tol)
+            s = _top_singular_values(op, np.flatnonzero(even), np.flatnonzero(~even), 2, seed, tol)
             return float(s[0] - s[1])
-    vals = top_abs_eigenvalues(a, 3, seed=seed, tol=tol)
+    vals = top_abs_eigenvalues(op, 3, seed=seed, tol=tol)
     return float(vals[0] - vals[2])
 
 
@@ -214,7 +219,7 @@ def laplacian_spectral_radius(
     seed: int = 0,
     tol: float = TOL,
     forward: bool = False,
-    sym: sp.csr_array | None = None,
+    op: linalg.SymmetricOperator | None = None,
     dims: np.ndarray | None = None,
 ) -> float:
     """Largest eigenvalue of ``L = D − A`` (weighted, ``A = W + Wᵀ``; ``L`` is never formed).
@@ -228,23 +233,22 @@ def laplacian_spectral_radius(
     n = adj.shape[0]
     if n == 0:
         return float("nan")
-    a = linalg.symmetric_csr(adj, forward=forward) if sym is None else sym
-    deg = linalg.row_sums(a)
+    op = linalg.SymmetricOperator(adj, forward=forward) if op is None else op
+    deg = op.deg
     if n <= DENSE_MAX:
-        dense = a.toarray().astype(np.float64)
-        return float(np.linalg.eigvalsh(np.diag(deg) - dense)[-1])
+        return float(np.linalg.eigvalsh(np.diag(deg) - op.toarray())[-1])
     buf = np.empty(n)
 
     def mv(x: np.ndarray) -> np.ndarray:
-        return linalg.laplacian_matvec(a, deg, x, buf)
+        return op.laplacian(x, buf)
 
     if not np.any(deg):
         return 0.0  # no weight: L = 0
     start = _v0(n, seed) * (deg + deg.mean())
     if dims is not None and len(dims) and int(np.sum(dims)) == n:
         start *= np.where(np.repeat(np.arange(len(dims)) % 2, dims) == 0, 1.0, -1.0)
-    op = LinearOperator((n, n), matvec=mv, dtype=np.float64)
-    return lanczos_max(op, seed=seed, tol=tol, start=start)
+    lin = LinearOperator((n, n), matvec=mv, dtype=np.float64)
+    return lanczos_max(lin, seed=seed, tol=tol, start=start)
 
 
 def lanczos_max(

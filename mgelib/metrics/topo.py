@@ -255,23 +255,26 @@ def topometrics(
         result.update(nodes=0.0, edges=0.0)
         return result
 
-    sym_cache: list[sp.csr_array] = []
+    op_cache: list[linalg.SymmetricOperator] = []
 
-    def sym() -> sp.csr_array:
-        # One symmetric adjacency (float32, exact) for both eigensolves.
-        if not sym_cache:
-            sym_cache.append(
-                timed("symmetric_adjacency", lambda: linalg.symmetric_csr(adj, forward=forward))
+    def op() -> linalg.SymmetricOperator:
+        # One symmetric operator (A x from the graph's own CSR) for both eigensolves.
+        if not op_cache:
+            op_cache.append(
+                timed(
+                    "symmetric_operator",
+                    lambda: linalg.SymmetricOperator(adj, forward=forward),
+                )
             )
-        return sym_cache[0]
+        return op_cache[0]
 
     def radius() -> float:
         return spectral.laplacian_spectral_radius(
-            adj, seed=seed, tol=tol, forward=forward, sym=sym(), dims=dims
+            adj, seed=seed, tol=tol, forward=forward, op=op(), dims=dims
         )
 
     def gap() -> float:
-        return spectral.spectral_gap(adj, dims, seed=seed, tol=tol, forward=forward, sym=sym())
+        return spectral.spectral_gap(adj, dims, seed=seed, tol=tol, forward=forward, op=op())
 
     solves = {"spectral_radius": radius, "spectral_gap": gap}
     if n < 3 and "spectral_gap" in wanted:
