@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mgelib.graphs import compat as compat_rule
+from mgelib.graphs.csr import edges_to_csr
 from mgelib.graphs.graph import Graph
 from mgelib.graphs.trace import ConvStep, IdentityStep, Plan
 
@@ -302,8 +303,9 @@ def build_mge(
     if plan.may_duplicate:
         adjacency, merged = _merged_csr(buf, n_nodes)
     else:
-        adjacency = sp.csr_array((buf.w, (buf.src, buf.tgt)), shape=(n_nodes, n_nodes))
-        if adjacency.nnz != buf.n:  # scipy summed parallel edges the plan did not foresee
+        adjacency, parallel = edges_to_csr(buf.src, buf.tgt, buf.w, n_nodes)
+        if parallel:  # parallel edges the plan did not foresee: keep the largest |w|
+            del adjacency
             adjacency, merged = _merged_csr(buf, n_nodes)
     del buf
     adjacency.sort_indices()
