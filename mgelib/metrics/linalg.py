@@ -176,11 +176,13 @@ def _row_sums(ptr, dat, out):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _forward_product(ptr, ind, dat, x, out, bounds, lo, hi, off, buf, deg, laplacian):  # pragma: no cover
+def _forward_product(ptr, ind, dat, x, out, bounds, lo, hi, off, buf, deg, laplacian, roles):  # pragma: no cover
     # A x = W x + Wᵀ x from W alone. Chunk c (rows bounds[c]..bounds[c+1], about equal numbers
     # of entries) gathers W x for its rows and scatters its part of Wᵀ x into a private buffer
     # over the columns it touches (lo[c]..hi[c]); the buffers are then added in chunk order.
     # The chunks are fixed by the graph, not by the thread count: the same bits for any.
+    # `roles` (empty: every row does both) lets a bipartite product skip the half of the work
+    # that multiplies zeros: 1 = scatter only (x lives on this row), 2 = gather only.
     for c in prange(bounds.size - 1):
         base = off[c] - lo[c]
         for t in range(off[c], off[c + 1]):
@@ -188,11 +190,19 @@ def _forward_product(ptr, ind, dat, x, out, bounds, lo, hi, off, buf, deg, lapla
         for i in range(bounds[c], bounds[c + 1]):
             s = 0.0
             xi = x[i]
-            for k in range(ptr[i], ptr[i + 1]):
-                j = ind[k]
-                wk = dat[k]
-                s += wk * x[j]
-                buf[base + j] += wk * xi
+            role = roles[i] if roles.size else 3
+            if role == 3:
+                for k in range(ptr[i], ptr[i + 1]):
+                    j = ind[k]
+                    wk = dat[k]
+                    s += wk * x[j]
+                    buf[base + j] += wk * xi
+            elif role == 1:  # x is zero on this row's neighbours: only the scatter counts
+                for k in range(ptr[i], ptr[i + 1]):
+                    buf[base + ind[k]] += dat[k] * xi
+            elif role == 2:  # x is zero here: only the gather counts
+                for k in range(ptr[i], ptr[i + 1]):
+                    s += dat[k] * x[ind[k]]
             out[i] = s
     for i in prange(ptr.size - 1):
         s = out[i]
@@ -260,7 +270,23 @@ class SymmetricOperator:
         """``(D − A) @ x`` (``D`` the weighted degrees, ``L`` never formed)."""
         return self._product(x, out, True)
 
-    def _product(self, x: np.ndarray, out: np.ndarray | None, lap: bool) -> np.ndarray:
+    def side_product(self, x: np.ndarray, side: np.ndarray, out: np.ndarray | None = None):
+        """``A @ x`` for an ``x`` that is zero off ``side`` (a boolean node mask) on a graph with
+        no edge inside ``side``: the result lives off ``side`` (zeros on it). On a bipartite
+        graph this is ``B x`` or ``Bᵀ y``, at about half the random memory traffic of
+        :meth:`matvec` (each edge does only its useful half of the gather/scatter)."""
+        if self.sym is not None:
+            out = self.matvec(x, out)
+            out[side] = 0.0
+            return out
+        roles = np.where(side, 1, 2).astype(np.int8)
+        return self._product(x, out, False, roles)
+
+    _ALL = np.zeros(0, np.int8)
+
+    def _product(
+        self, x: np.ndarray, out: np.ndarray | None, lap: bool, roles: np.ndarray = _ALL
+    ) -> np.ndarray:
         out = np.empty(self.n) if out is None else out
         x = np.ascontiguousarray(x, dtype=np.float64)
         if self.sym is not None:
@@ -268,7 +294,7 @@ class SymmetricOperator:
         w = self.w
         _forward_product(
             w.indptr, w.indices, self.data, x, out,
-            self.bounds, self.lo, self.hi, self.off, self.buf, self.deg, lap,
+            self.bounds, self.lo, self.hi, self.off, self.buf, self.deg, lap, roles,
         )  # fmt: skip
         return out
 

@@ -172,12 +172,14 @@ def _top_singular_values(
         x_full = np.zeros(op.n)
         y_full = np.empty(op.n)
         z_full = np.empty(op.n)
+        on_small = np.zeros(op.n, bool)
+        on_small[small] = True
+        on_large = ~on_small
 
         def mv(x: np.ndarray) -> np.ndarray:
             x_full[small] = np.ravel(x)  # zero on `large`, always
-            op.matvec(x_full, y_full)  # B x, on `large` (zero on `small`: bipartite)
-            y_full[small] = 0.0
-            op.matvec(y_full, z_full)  # Bᵀ B x, on `small`
+            op.side_product(x_full, on_small, y_full)  # B x, on `large` (zero on `small`)
+            op.side_product(y_full, on_large, z_full)  # Bᵀ B x, on `small`
             return z_full[small]
 
         lin = LinearOperator((small.size, small.size), matvec=mv, dtype=np.float64)
