@@ -86,6 +86,11 @@ def test_undirected_view_lists_every_edge_at_both_ends(kind):
         n = adj.shape[0]
         src = np.repeat(np.arange(n), np.diff(adj.indptr))
         assert view.n_nodes == n and view.n_edges == adj.nnz
+        # A forward graph's view is simple and drops the ids; asked for, they are the same.
+        assert view.edge.size == (0 if kernels.is_forward(adj.indptr, adj.indices) else 2 * adj.nnz)
+        with_ids = kernels.undirected_view(adj, edge_ids=True)
+        assert np.array_equal(with_ids.indices, view.indices)
+        view = with_ids
         owner = np.repeat(np.arange(n), np.diff(view.indptr))
         # Each edge id k appears exactly twice: at src[k] pointing to tgt[k] and vice versa.
         got = sorted(zip(view.edge.tolist(), owner.tolist(), view.indices.tolist()))

@@ -30,11 +30,23 @@ __all__ = [
     "self_loops",
     "esu4_levels",
     "esu4_estimates",
+    "is_forward",
 ]
 
 
+@njit(cache=True)
+def is_forward(indptr, indices):  # pragma: no cover - compiled
+    """Whether every edge ``i → j`` of a CSR has ``i < j`` (no self-loop, no reciprocal pair)."""
+    for v in range(indptr.size - 1):
+        for k in range(indptr[v], indptr[v + 1]):
+            if indices[k] <= v:
+                return False
+    return True
+
+
 class UndirectedView:
-    """CSR of the undirected multigraph: ``indptr``, ``indices`` (neighbour), ``edge`` (edge id)."""
+    """CSR of the undirected multigraph: ``indptr``, ``indices`` (neighbour), ``edge`` (edge id;
+    empty for a forward graph, whose undirected view is simple: no edge needs a name there)."""
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, edge: np.ndarray, n_edges: int):
         self.indptr = indptr
@@ -48,7 +60,7 @@ class UndirectedView:
 
 
 @njit(parallel=True, cache=True)
-def _undirected(indptr, indices, n, bounds, idx_type):  # pragma: no cover - compiled
+def _undirected(indptr, indices, n, bounds, idx_type, with_ids):  # pragma: no cover - compiled
     # Node v's list: its out-edges (CSR order), then its in-edges by increasing source. The
     # in-edges are a transpose, done in parallel over fixed row chunks: each chunk counts its
     # entries per target, a prefix over the chunks (in order) gives every chunk its own write
@@ -73,12 +85,13 @@ def _undirected(indptr, indices, n, bounds, idx_type):  # pragma: no cover - com
             pos[c, u] = at
             at += t
     nbr = np.empty(ptr[n], idx_type)
-    eid = np.empty(ptr[n], idx_type)
+    eid = np.empty(ptr[n] if with_ids else 0, idx_type)
     for v in prange(n):
         f = ptr[v]
         for k in range(indptr[v], indptr[v + 1]):
             nbr[f] = indices[k]
-            eid[f] = k
+            if with_ids:
+                eid[f] = k
             f += 1
     for c in prange(nch):
         for v in range(bounds[c], bounds[c + 1]):
@@ -86,14 +99,19 @@ def _undirected(indptr, indices, n, bounds, idx_type):  # pragma: no cover - com
                 u = indices[k]
                 f = pos[c, u]
                 nbr[f] = v
-                eid[f] = k
+                if with_ids:
+                    eid[f] = k
                 pos[c, u] = f + 1
     return ptr, nbr, eid
 
 
-def undirected_view(adj: sp.csr_array) -> UndirectedView:
+def undirected_view(adj: sp.csr_array, *, edge_ids: bool | None = None) -> UndirectedView:
     """Both directions of every edge, grouped by node (a self-loop appears twice, like igraph).
     Neighbours and edge ids are int32 while they fit (half the memory of the 2·E entries).
+
+    ``edge_ids=None`` keeps the edge ids only where they are needed — a graph with self-loops
+    or reciprocal pairs ``i → j``, ``j → i`` (a multigraph once undirected); a forward graph
+    (every edge ``i < j``, as every MGE and BGE) is simple and saves the 2·E ids.
 
     Built in parallel over up to 16 row chunks of about equal numbers of edges (fewer when the
     per-chunk position table, chunks × V entries, would pass 64 MiB)."""
@@ -104,7 +122,9 @@ def undirected_view(adj: sp.csr_array) -> UndirectedView:
     chunks = int(max(1, min(16, adj.nnz // 65536, 2**26 // width)))
     cuts = np.searchsorted(adj.indptr, np.linspace(0, adj.nnz, chunks + 1)[1:-1])
     bounds = np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
-    ptr, nbr, eid = _undirected(adj.indptr, adj.indices, n, bounds, idx_type)
+    if edge_ids is None:
+        edge_ids = not is_forward(adj.indptr, adj.indices)
+    ptr, nbr, eid = _undirected(adj.indptr, adj.indices, n, bounds, idx_type, bool(edge_ids))
     return UndirectedView(ptr, nbr, eid, adj.nnz)
 
 
@@ -118,6 +138,7 @@ def _bridges_ap(indptr, indices, edge, n):  # pragma: no cover - compiled
     children = np.zeros(n, np.int64)
     is_ap = np.zeros(n, np.bool_)
     stack = np.empty(n, np.int64)
+    came_back = np.zeros(n if edge.size == 0 else 0, np.bool_)
     n_bridges = 0
     time = 0
     for root in range(n):
@@ -135,9 +156,15 @@ def _bridges_ap(indptr, indices, edge, n):  # pragma: no cover - compiled
                 k = pos[u]
                 pos[u] += 1
                 v = indices[k]
-                eid = edge[k]
-                if eid == parent_edge[u] or v == u:
-                    continue  # the tree edge we came in by (only that copy), or a self-loop
+                if edge.size:
+                    eid = edge[k]
+                    if eid == parent_edge[u] or v == u:
+                        continue  # the tree edge we came in by (only that copy), or a self-loop
+                else:  # a simple graph: the one edge to the parent is the tree edge
+                    eid = -1
+                    if v == parent[u] and not came_back[u]:
+                        came_back[u] = True
+                        continue
                 if disc[v] < 0:
                     disc[v] = time
                     low[v] = time

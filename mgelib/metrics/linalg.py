@@ -30,6 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
+from mgelib.metrics.kernels import is_forward
+
 # numba would pick the OpenMP layer (torch's libgomp), whose threads spin at every barrier: on a
 # busy machine a descheduled thread then stalls the spinning one (seen: a Laplacian mat-vec
 # waiting in gomp_team_barrier_wait_end). The workqueue layer sleeps instead. A layer the
@@ -78,15 +80,6 @@ def resolve_jobs(n_jobs: int | None) -> int:
 
 
 @njit(cache=True)
-def _is_forward(indptr, indices):  # pragma: no cover - compiled
-    for v in range(indptr.size - 1):
-        for k in range(indptr[v], indptr[v + 1]):
-            if indices[k] <= v:
-                return False
-    return True
-
-
-@njit(cache=True)
 def _symmetric(indptr, indices, data, n, idx_type):  # pragma: no cover - compiled
     ptr = np.zeros(n + 1, np.int64)
     for v in range(n):
@@ -121,8 +114,8 @@ def symmetric_csr(adj: sp.sparray, *, forward: bool = True) -> sp.csr_array:
     """
     w = sp.csr_array(adj)
     n = w.shape[0]
-    is_forward = forward and bool(_is_forward(w.indptr, w.indices))
-    if not is_forward:
+    forward_graph = forward and bool(is_forward(w.indptr, w.indices))
+    if not forward_graph:
         w32 = sp.csr_array(w, dtype=np.float32)
         a = sp.csr_array(w32.maximum(sp.csr_array(w32.T)))
         a.sort_indices()
@@ -235,7 +228,7 @@ class SymmetricOperator:
     def __init__(self, adj: sp.sparray, *, forward: bool = True) -> None:
         w = sp.csr_array(adj)
         self.n = n = w.shape[0]
-        self.forward = forward and bool(_is_forward(w.indptr, w.indices))
+        self.forward = forward and bool(is_forward(w.indptr, w.indices))
         if not self.forward:
             self.sym = symmetric_csr(w, forward=False)
             self.deg = row_sums(self.sym)
