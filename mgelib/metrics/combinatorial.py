@@ -7,6 +7,7 @@ estimate equals the authors')."""
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -119,7 +120,9 @@ def motif_estimate(
     return estimate, se, (p2, p3), int(roots.size)
 
 
-def _combinatorial_fast(adj, wanted, seed, timed, budget, reasons, dims=None, shapes=None):  # noqa: ANN001
+def _combinatorial_fast(  # noqa: ANN001
+    adj, wanted, seed, timed, budget, reasons, dims=None, shapes=None, jobs=1
+):
     from mgelib.metrics import kernels, twohop
 
     n = adj.shape[0]
@@ -127,11 +130,28 @@ def _combinatorial_fast(adj, wanted, seed, timed, budget, reasons, dims=None, sh
     view = None
     if {"cut-edges", "cut-nodes", "k-core", "motif"} & set(wanted):
         view = timed("undirected_view", lambda: kernels.undirected_view(adj))
-    if "cut-edges" in wanted or "cut-nodes" in wanted:
-        nb, na = timed("cut-edges+cut-nodes", lambda: kernels.bridges_and_articulation_points(view))
+    cuts = "cut-edges" in wanted or "cut-nodes" in wanted
+    if cuts and "k-core" in wanted and jobs > 1:
+        # Two sequential depth-first/peeling passes over the same view, independent and
+        # GIL-free: one thread each.
+
+        def both() -> tuple:
+            with ThreadPoolExecutor(2) as pool:
+                cut = pool.submit(kernels.bridges_and_articulation_points, view)
+                core = pool.submit(kernels.core_numbers, view)
+                return cut.result(), core.result()
+
+        (nb, na), cores = timed("cut-edges+cut-nodes+k-core", both)
         out["cut-edges"], out["cut-nodes"] = float(nb), float(na)
-    if "k-core" in wanted:
-        out["k-core"] = timed("k-core", lambda: float(kernels.core_numbers(view).mean()))
+        out["k-core"] = float(cores.mean())
+    else:
+        if cuts:
+            nb, na = timed(
+                "cut-edges+cut-nodes", lambda: kernels.bridges_and_articulation_points(view)
+            )
+            out["cut-edges"], out["cut-nodes"] = float(nb), float(na)
+        if "k-core" in wanted:
+            out["k-core"] = timed("k-core", lambda: float(kernels.core_numbers(view).mean()))
     if "2-hop_nei" in wanted:
         if dims is not None and shapes is not None:
             sizes = timed("2-hop_nei", lambda: twohop.two_hop_sizes(adj, dims, shapes))

@@ -128,7 +128,7 @@ def undirected_view(adj: sp.csr_array, *, edge_ids: bool | None = None) -> Undir
     return UndirectedView(ptr, nbr, eid, adj.nnz)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bridges_ap(indptr, indices, edge, n):  # pragma: no cover - compiled
     disc = np.full(n, -1, np.int64)
     low = np.zeros(n, np.int64)
@@ -197,7 +197,7 @@ def bridges_and_articulation_points(view: UndirectedView) -> tuple[int, int]:
     return _bridges_ap(view.indptr, view.indices, view.edge, view.n_nodes)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cores(indptr, indices, n):  # pragma: no cover - compiled
     # Batagelj & Zaversnik (2003), O(E): bucket sort by degree, peel in order.
     deg = np.empty(n, np.int64)

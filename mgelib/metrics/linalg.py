@@ -197,12 +197,23 @@ def _forward_product(ptr, ind, dat, x, out, bounds, lo, hi, off, buf, deg, lapla
                 for k in range(ptr[i], ptr[i + 1]):
                     s += dat[k] * x[ind[k]]
             out[i] = s
-    for i in prange(ptr.size - 1):
-        s = out[i]
+    # Add the buffers, each node's in chunk order, in blocks of nodes (each block visits only
+    # the chunks whose columns overlap it).
+    n = ptr.size - 1
+    blocks = 64
+    size = (n + blocks - 1) // blocks
+    for b in prange(blocks):
+        b0 = b * size
+        b1 = min(n, b0 + size)
         for c in range(bounds.size - 1):
-            if lo[c] <= i < hi[c]:
-                s += buf[off[c] + i - lo[c]]
-        out[i] = deg[i] * x[i] - s if laplacian else s
+            a0 = max(b0, lo[c])
+            a1 = min(b1, hi[c])
+            shift = off[c] - lo[c]
+            for i in range(a0, a1):
+                out[i] += buf[shift + i]
+        if laplacian:
+            for i in range(b0, b1):
+                out[i] = deg[i] * x[i] - out[i]
 
 
 class SymmetricOperator:
@@ -234,6 +245,7 @@ class SymmetricOperator:
             self.deg = row_sums(self.sym)
             return
         self.sym = None
+        self._roles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.w = w
         self.data = w.data.astype(np.float32, copy=False)
         nnz = w.nnz
@@ -272,8 +284,12 @@ class SymmetricOperator:
             out = self.matvec(x, out)
             out[side] = 0.0
             return out
-        roles = np.where(side, 1, 2).astype(np.int8)
-        return self._product(x, out, False, roles)
+        key = id(side)
+        if key not in self._roles:  # the two sides of a bipartite solve, kept for its duration
+            if len(self._roles) >= 2:
+                self._roles.clear()
+            self._roles[key] = (side, np.where(side, 1, 2).astype(np.int8))
+        return self._product(x, out, False, self._roles[key][1])
 
     _ALL = np.zeros(0, np.int8)
 

@@ -306,6 +306,7 @@ def topometrics(
                         reasons,
                         dims=dims,
                         shapes=graph.shapes,
+                        jobs=jobs,
                     )
                 )
             for name, fn in solves.items():
