@@ -169,7 +169,9 @@ def _row_sums(ptr, dat, out):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _forward_product(ptr, ind, dat, x, out, bounds, lo, hi, off, buf, deg, laplacian, roles):  # pragma: no cover
+def _forward_product(
+    ptr, ind, dat, x, out, bounds, lo, hi, off, buf, deg, laplacian, roles
+):  # pragma: no cover
     # A x = W x + Wᵀ x from W alone. Chunk c (rows bounds[c]..bounds[c+1], about equal numbers
     # of entries) gathers W x for its rows and scatters its part of Wᵀ x into a private buffer
     # over the columns it touches (lo[c]..hi[c]); the buffers are then added in chunk order.
