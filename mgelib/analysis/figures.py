@@ -85,16 +85,15 @@ def plot_overview(df: pd.DataFrame, target: str, x: str = "sparsity") -> plt.Fig
     return g.figure
 
 
+def _clip_note(ax: Any, text: str) -> None:
+    """A red note in the axes' lower left corner saying which values were drawn clipped."""
+    ax.annotate(text, (0.02, 0.02), xycoords="axes fraction", fontsize=6.5, color="tab:red")
+
+
 def _mark_clipped(ax: Any, n: int, floor: float, what: str = "R²") -> None:
     """A visible note of how many values lie below the axis floor (drawn at it as ▼)."""
     if n:
-        ax.annotate(
-            f"▼ {n} value{'s' * (n > 1)} with {what} < {floor:g}, drawn at {floor:g}",
-            (0.02, 0.02),
-            xycoords="axes fraction",
-            fontsize=6.5,
-            color="tab:red",
-        )
+        _clip_note(ax, f"▼ {n} value{'s' * (n > 1)} with {what} < {floor:g}, drawn at {floor:g}")
 
 
 def _clip(v: pd.Series, lo: float) -> tuple[pd.Series, pd.Series]:
@@ -250,12 +249,8 @@ def plot_layer_scores(
         r = raw[data["group"] == grp]
         n_out = int(((r < floor) | (r > -floor)).sum())
         if n_out:
-            ax.annotate(
-                f"{n_out} difference{'s' * (n_out > 1)} beyond ±{-floor:g}, drawn at the edge",
-                (0.02, 0.02),
-                xycoords="axes fraction",
-                fontsize=6.5,
-                color="tab:red",
+            _clip_note(
+                ax, f"{n_out} difference{'s' * (n_out > 1)} beyond ±{-floor:g}, drawn at the edge"
             )
     g.set_titles("{col_name}")
     # one y label for the figure: repeated per row, long labels run into each other

@@ -26,7 +26,7 @@ from torch import nn
 from mgelib.graphs.builder import _PlanBuilder
 from mgelib.graphs.geometry import _adaptive_windows, _gather_windows, _pair, pool_table
 from mgelib.graphs.plan import UnsupportedOperation
-from mgelib.graphs.values import _BATCH, _Nodes, _Pending, _Record
+from mgelib.graphs.values import _BATCH, _Nodes, _Pending, _Record, zero_input
 
 __all__ = ["export_program", "AtenBuilder"]
 
@@ -112,10 +112,7 @@ REFUSED = {
 
 def export_program(model: nn.Module, input_shape: tuple[int, ...]) -> torch.export.ExportedProgram:
     """The model exported at the ATen level on a zero input of ``(2, *input_shape)``."""
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    device = param.device if param is not None else torch.device("cpu")
-    x = torch.zeros((_BATCH, *input_shape), dtype=dtype, device=device)
+    x = zero_input(model, input_shape)
     was_training = model.training
     model.eval()
     try:

@@ -35,7 +35,7 @@ from torch import nn
 from mgelib.graphs.aten import AtenBuilder, export_program
 from mgelib.graphs.interpreter import _Interpreter
 from mgelib.graphs.plan import ConvStep, IdentityStep, Partition, Plan, UnsupportedOperation
-from mgelib.graphs.values import _BATCH, _Record
+from mgelib.graphs.values import _Record, zero_input
 
 __all__ = ["Plan", "Partition", "ConvStep", "IdentityStep", "trace_plan", "UnsupportedOperation"]
 
@@ -117,10 +117,7 @@ def _trace_fx(
     except Exception as exc:  # fx raises many kinds of errors: the ATen path resolves sizes
         raise _NotForFx from exc
     interp = _Interpreter(gm, keep_input_padding, identity)
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    device = param.device if param is not None else torch.device("cpu")
-    x = torch.zeros((_BATCH, *input_shape), dtype=dtype, device=device)
+    x = zero_input(model, input_shape)
     was_training = model.training
     model.eval()
     gm.eval()

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
-__all__ = ["_Nodes", "_Record", "_Pending", "_BATCH"]
+__all__ = ["_Nodes", "_Record", "_Pending", "_BATCH", "zero_input"]
 
 
 @dataclass
@@ -56,3 +57,12 @@ class _Pending:
 
 
 _BATCH = 2  # dummy batch size: 2 lets BatchNorm run and reshapes that mix the batch be detected
+
+
+def zero_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """The tracers' probe: zeros of shape ``(_BATCH, *input_shape)`` in the model's floating
+    dtype and on its device (float32 on the CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+    return torch.zeros((_BATCH, *input_shape), dtype=dtype, device=device)

@@ -374,35 +374,11 @@ def _close_node(indptr, indices, v, mark):  # pragma: no cover - compiled
     mark[v] -= 1
 
 
-@njit(cache=True)
-def _esu4_work(indptr, indices, n, roots):  # pragma: no cover - compiled
-    # The number of adjacency entries the exact count scans (its inner loop), in O(Σ d·|ext2|):
-    # lets the caller refuse an estimate that would take hours on a nearly dense graph.
-    mark = np.zeros(n, np.int64)
-    ext1 = np.empty(n, np.int64)
-    work = 0.0
-    for r in range(roots.size):
-        v = roots[r]
-        n1 = _open_root(indptr, indices, v, mark, ext1)
-        for i in range(n1):
-            w1 = ext1[i]
-            for j in range(i + 1, n1):
-                w2 = ext1[j]
-                work += indptr[w2 + 1] - indptr[w2]
-            for a in range(indptr[w1], indptr[w1 + 1]):
-                u = indices[a]
-                if mark[u] == 0 and u > v:
-                    work += indptr[u + 1] - indptr[u]
-        _close_node(indptr, indices, v, mark)
-    return work
-
-
 def esu4_work(view: UndirectedView, roots: np.ndarray) -> float:
     """About how many adjacency entries :func:`esu4_counts` would scan for these roots (an upper
-    bound within a small factor; computed in O(Σ deg·|extension|), far cheaper than the count)."""
-    return float(
-        _esu4_work(view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64))
-    )
+    bound within a small factor; computed in O(Σ deg·|extension|), far cheaper than the count):
+    the level-3 scans of :func:`esu4_levels`."""
+    return esu4_levels(view, roots)[1]
 
 
 def esu4_counts(view: UndirectedView, roots: np.ndarray) -> np.ndarray:
@@ -438,8 +414,8 @@ def _esu4_levels(indptr, indices, n, roots):  # pragma: no cover - compiled
 
 
 def esu4_levels(view: UndirectedView, roots: np.ndarray) -> tuple[float, float]:
-    """Adjacency entries the exact enumeration scans at ESU levels 2 and 3 (the second is
-    :func:`esu4_work`)."""
+    """Adjacency entries the exact enumeration scans at ESU levels 2 and 3 (building the level-2
+    extension sets; counting the level-3 children, the bulk of the work)."""
     w2, w3 = _esu4_levels(
         view.indptr, view.indices, view.n_nodes, np.asarray(roots, dtype=np.int64)
     )
