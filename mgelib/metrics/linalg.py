@@ -1,16 +1,15 @@
 """Multi-threaded sparse kernels for the eigensolves (numba, ``prange`` over CSR rows).
 
-The symmetric adjacency ``A = W + Wᵀ`` of a forward graph (every edge ``i → j`` has ``i < j``, as
-in every MGE and BGE) is assembled by one counting sort — row ``i`` of ``A`` is column ``i`` of
-``W`` (neighbours ``< i``) followed by row ``i`` of ``W`` (neighbours ``> i``), already sorted —
-and stored with the graph's own ``float32`` weights: no sum of two weights ever happens, so the
-values are exact, and a mat-vec reads 8 bytes per stored entry instead of scipy's 12 (float64
-values after ``W + Wᵀ``). Products accumulate in float64, row by row, each row by one thread in
-a fixed order, so the result does not depend on the number of threads.
-
-The Laplacian ``L = D − A`` is never formed: :func:`laplacian_matvec` fuses ``D·x − A·x``.
-:func:`rows_matvec` multiplies by a subset of the rows, which turns ``A`` into the biadjacency
-``B`` (and ``Bᵀ``) of a bipartite graph without copying it.
+The solvers go through :class:`SymmetricOperator`. On a forward graph (every edge ``i → j`` has
+``i < j``, as in every MGE and BGE) it multiplies by ``A = W + Wᵀ`` straight from the graph's CSR
+— one pass that gathers along each row and scatters into per-chunk buffers — so ``A`` is never
+built, and on a bipartite graph :meth:`SymmetricOperator.side_product` gives ``B x`` and ``Bᵀ y``
+doing only the useful half of that pass. Any other graph is multiplied through
+:func:`symmetric_csr` (``max(W, Wᵀ)``, assembled by one counting sort, stored with the graph's
+own ``float32`` weights) and the CSR kernels :func:`matvec`, :func:`laplacian_matvec` (``D·x −
+A·x`` fused: ``L`` is never formed) and :func:`rows_matvec` (a subset of the rows). Products
+accumulate in float64 in an order fixed by the graph, so the result does not depend on the
+number of threads.
 
 >>> import numpy as np, scipy.sparse as sp
 >>> w = sp.csr_array(np.array([[0, 2, 0], [0, 0, 3], [0, 0, 0]], dtype=np.float32))
