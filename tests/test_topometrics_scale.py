@@ -7,7 +7,8 @@
 - RAND-ESU with cut probabilities is unbiased: the mean over seeds lies within a few standard
   errors of the exact count; with cut probabilities 1 it is the exact count;
 - the values do not depend on ``n_jobs``;
-- the multi-threaded symmetric adjacency and mat-vecs equal scipy's.
+- the multi-threaded symmetric adjacency and mat-vecs equal scipy's, in the plain CSR form and in
+  the run form that folds the translation symmetry.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from mgelib import encode, models
 from mgelib.graphs import Graph
 from mgelib.masks import apply_masks
-from mgelib.metrics import TOPOMETRICS, kernels, linalg, topometrics, twohop
+from mgelib.metrics import TOPOMETRICS, kernels, linalg, spectral, topometrics, twohop
 from mgelib.metrics.combinatorial import cut_probabilities, motif_estimate
 
 MODELS = [("conv6", 8), ("resnet20", 8), ("mobilenetv2", 8), ("wrn28_2", 8)]
@@ -251,6 +252,81 @@ def test_side_product_is_the_biadjacency_product_of_a_bipartite_graph():
         got = op.side_product(x, mask)
         assert np.allclose(got, a @ x, rtol=1e-12, atol=1e-12)
         assert not np.any(got[mask])
+
+
+@pytest.mark.parametrize(
+    "key", ["conv6", "conv6-compat", "resnet20", "resnet20-compat", "mobilenetv2", "wrn28_2"]
+)
+def test_the_run_form_multiplies_like_the_csr(mges, key, monkeypatch):
+    """The run form (rows grouped into classes of shifted copies, pooling windows folded into
+    one distinct row, contiguous runs) gives the products of the plain CSR kernel and of scipy,
+    on MGEs of every architecture family, and the same bits on 1 and 2 threads."""
+    graph = mges[key]
+    w = graph.adjacency
+    monkeypatch.setattr(linalg.SymmetricOperator, "COMPRESSION", 1.0)  # small graphs: force it
+    monkeypatch.setattr(linalg.SymmetricOperator, "CHUNK_ENTRIES", 64)  # several chunks
+    op = linalg.SymmetricOperator(w)
+    plain = linalg.SymmetricOperator(w, compress=False)
+    assert plain.runs is None
+    if not op.forward:
+        pytest.skip("not a forward graph: the symmetric CSR path")
+    assert op.runs is not None and op.runs.n_class_entries < w.nnz
+    assert op.runs.bounds.size - 1 > 1
+    w64 = sp.csr_array(w, dtype=np.float64)
+    a = w64 + w64.T
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(w.shape[0])
+    assert np.allclose(op.matvec(x), a @ x, rtol=1e-12, atol=1e-12)
+    assert np.allclose(op.matvec(x), plain.matvec(x), rtol=1e-13, atol=1e-13)
+    assert np.allclose(op.deg, plain.deg, rtol=1e-13)
+    assert np.allclose(op.laplacian(x), sp.diags(op.deg) @ x - a @ x, rtol=1e-12, atol=1e-12)
+    even = spectral.bipartition(graph.dims, w)
+    if even is not None:
+        for mask in (even, ~even):
+            xs = np.where(mask, x, 0.0)
+            got = op.side_product(xs, mask)
+            assert np.allclose(got, a @ xs, rtol=1e-12, atol=1e-12)
+            assert not np.any(got[mask])
+    previous = numba.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            outs.append((op.matvec(x), op.laplacian(x)))
+    finally:
+        numba.set_num_threads(previous)
+    assert all(np.array_equal(p, q) for p, q in zip(outs[0], outs[1]))
+
+
+def test_the_run_form_is_built_only_from_exact_classes():
+    """Rows are grouped by hash, then checked exactly: a wrong grouping is caught (and the plain
+    kernel used); a graph with no repeated rows keeps the plain kernel; a hand-made graph of
+    shifted rows and shared (pooled) rows compresses and multiplies exactly."""
+    w = sp.csr_array(np.array([[0, 1, 2, 0], [0, 0, 1, 2], [0, 0, 0, 3], [0, 0, 0, 0]], "f4"))
+    bits = w.data.view(np.uint32)
+    right = np.array([0, 0, 1, 2])  # rows 0 and 1 are the same pattern shifted by one
+    assert linalg._same_as_class(w.indptr, w.indices, bits, right, np.array([0, 2, 3]))
+    wrong = np.array([0, 0, 0, 1])
+    assert not linalg._same_as_class(w.indptr, w.indices, bits, wrong, np.array([0, 3]))
+    rng = np.random.default_rng(9)
+    noise = sp.csr_array(sp.triu(sp.random_array((500, 500), density=0.05, rng=rng), 1))
+    assert linalg.SymmetricOperator(noise.astype(np.float32)).runs is None
+    # 40 source rows in pairs sharing their out-edges (a pooling window), shifted pattern
+    n_src, n_dst = 40, 30
+    rows, cols = [], []
+    for i in range(n_src):
+        for off in (0, 3, 4):
+            rows.append(i)
+            cols.append(n_src + i // 2 + off)
+    data = np.tile(np.array([0.5, 1.25, 2.0], "f4"), n_src)
+    g = sp.csr_array((data, (rows, cols)), shape=(n_src + n_dst, n_src + n_dst))
+    op = linalg.SymmetricOperator(g)
+    assert op.runs is not None and op.runs.n_class_entries == 3
+    assert op.runs.s.size == n_src // 2  # one distinct row per pair
+    a = sp.csr_array(g, dtype=np.float64)
+    a = a + a.T
+    x = rng.standard_normal(g.shape[0])
+    assert np.allclose(op.matvec(x), a @ x, rtol=1e-13, atol=1e-13)
 
 
 def test_a_grid_worker_pins_its_share_of_the_cores(monkeypatch):
