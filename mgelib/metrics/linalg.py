@@ -200,8 +200,23 @@ def _forward_product(ptr, ind, dat, x, out, bounds, lo, off, buf, roles):  # pra
 
 @njit(parallel=True, cache=True)
 def _run_product(
-    x, s, xs, gptr, grows, run_u, run_len, run_a, run_cls, cptr, coff, cdat, bounds, lo, off,
-    buf, roles,
+    x,
+    s,
+    xs,
+    gptr,
+    grows,
+    run_u,
+    run_len,
+    run_a,
+    run_cls,
+    cptr,
+    coff,
+    cdat,
+    bounds,
+    lo,
+    off,
+    buf,
+    roles,
 ):  # pragma: no cover - compiled
     # `_forward_product` on the run form (`RowRuns`). A run is L consecutive distinct rows of one
     # class whose anchors (first columns) are consecutive too, so each class entry (offset o,
@@ -478,9 +493,7 @@ class SymmetricOperator:
     #: Use the row-class form when its class table is at least this many times smaller than E.
     COMPRESSION = 8.0
 
-    def __init__(
-        self, adj: sp.sparray, *, forward: bool = True, compress: bool = True
-    ) -> None:
+    def __init__(self, adj: sp.sparray, *, forward: bool = True, compress: bool = True) -> None:
         w = sp.csr_array(adj)
         self.n = n = w.shape[0]
         self.forward = forward and bool(is_forward(w.indptr, w.indices))
