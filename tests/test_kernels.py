@@ -157,6 +157,21 @@ def test_esu4_counts_match_brute_force_on_tiny_graphs(kind):
         assert got.tolist() == _brute_force_esu4(adj).tolist(), seed
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_simple_view_shortcut_of_esu4_changes_no_count(kind):
+    """A forward graph's view lists each neighbour once, so the last ESU level counts without
+    marking; only such views take that path, and it gives the marking path's counts."""
+    for i in range(GRAPHS_PER_KIND):
+        adj = random_csr(7000 + 1000 * KINDS.index(kind) + i, kind)
+        view = kernels.undirected_view(adj)
+        assert view.simple == bool(kernels.is_forward(adj.indptr, adj.indices))
+        roots = np.arange(adj.shape[0])
+        got = kernels.esu4_estimates(view, roots)
+        view.simple = not view.simple
+        if not view.simple:  # the marking path on a simple view: the same counts
+            assert kernels.esu4_estimates(view, roots).tolist() == got.tolist()
+
+
 def test_esu4_counts_of_a_root_subset_are_the_per_root_counts():
     adj = random_csr(7, "reciprocal")
     view = kernels.undirected_view(adj)

@@ -46,13 +46,22 @@ def is_forward(indptr, indices):  # pragma: no cover - compiled
 
 class UndirectedView:
     """CSR of the undirected multigraph: ``indptr``, ``indices`` (neighbour), ``edge`` (edge id;
-    empty for a forward graph, whose undirected view is simple: no edge needs a name there)."""
+    empty for a forward graph, whose undirected view is simple: no edge needs a name there);
+    ``simple``: no node lists a neighbour twice (true of a forward graph's view)."""
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, edge: np.ndarray, n_edges: int):
+    def __init__(
+        self,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        edge: np.ndarray,
+        n_edges: int,
+        simple: bool = False,
+    ):
         self.indptr = indptr
         self.indices = indices
         self.edge = edge
         self.n_edges = n_edges
+        self.simple = simple
 
     @property
     def n_nodes(self) -> int:
@@ -122,10 +131,11 @@ def undirected_view(adj: sp.csr_array, *, edge_ids: bool | None = None) -> Undir
     chunks = int(max(1, min(16, adj.nnz // 65536, 2**26 // width)))
     cuts = np.searchsorted(adj.indptr, np.linspace(0, adj.nnz, chunks + 1)[1:-1])
     bounds = np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
+    forward = bool(is_forward(adj.indptr, adj.indices))
     if edge_ids is None:
-        edge_ids = not is_forward(adj.indptr, adj.indices)
+        edge_ids = not forward
     ptr, nbr, eid = _undirected(adj.indptr, adj.indices, n, bounds, idx_type, bool(edge_ids))
-    return UndirectedView(ptr, nbr, eid, adj.nnz)
+    return UndirectedView(ptr, nbr, eid, adj.nnz, simple=forward)
 
 
 @njit(cache=True, nogil=True)
@@ -438,7 +448,7 @@ def _uniform(seed, a, b, c):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks):  # pragma: no cover
+def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks, simple):  # pragma: no cover
     # RAND-ESU (Wernicke 2006) below each root: a level-2 child is expanded with probability
     # p2, a level-3 child with p3; the level-4 children of an expanded level-3 node are counted
     # exactly (their expected number given the path, so no cut there). Each connected 4-set
@@ -467,15 +477,22 @@ def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks):  # pragma: no 
                     w2 = ext2[j]
                     if p3 < 1.0 and _uniform(seed, v, w1, w2) >= p3:
                         continue
-                    mark[w2] += 1
                     c = n2 - j - 1
-                    for a in range(indptr[w2], indptr[w2 + 1]):
-                        u = indices[a]
-                        if mark[u] == 0 and u > v:
-                            c += 1
-                        mark[u] += 1
+                    if simple:
+                        # Each neighbour listed once: the exclusive-neighbour test alone counts
+                        # the level-4 children (a leaf level: nothing to mark for later).
+                        for a in range(indptr[w2], indptr[w2 + 1]):
+                            u = indices[a]
+                            c += (mark[u] == 0) & (u > v)
+                    else:  # a repeated neighbour must be counted once: mark as we go
+                        mark[w2] += 1
+                        for a in range(indptr[w2], indptr[w2 + 1]):
+                            u = indices[a]
+                            if mark[u] == 0 and u > v:
+                                c += 1
+                            mark[u] += 1
+                        _close_node(indptr, indices, w2, mark)
                     sub += c
-                    _close_node(indptr, indices, w2, mark)
                 total += sub
                 _close_node(indptr, indices, w1, mark)
             _close_node(indptr, indices, v, mark)
@@ -514,4 +531,5 @@ def esu4_estimates(
         float(p3),
         int(seed) & (2**63 - 1),
         max(1, min(n_chunks, roots.size)),
+        bool(getattr(view, "simple", False)),
     )
