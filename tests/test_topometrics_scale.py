@@ -80,6 +80,34 @@ def test_two_hop_classes_on_the_32x32_conv6_shape():
     assert reps.size < graph.n_nodes / 3
 
 
+@pytest.mark.parametrize("max_words", [4096, 2])
+@pytest.mark.parametrize("seed", range(4))
+def test_two_hop_bitsets_count_like_the_explicit_walk(seed, max_words, monkeypatch):
+    """Nodes that feed a narrow layer densely keep their out-neighbours as bitsets; counts that
+    OR them (and visit the rest, shortcuts and repeated nodes included) equal the explicit walk,
+    also when the window is too wide for the buffer (the walk is then taken)."""
+    monkeypatch.setattr(twohop, "_MAX_WORDS", max_words)
+    rng = np.random.default_rng(seed)
+    sizes = [150, 200, 130, 40]
+    base = np.concatenate([[0], np.cumsum(sizes)])
+    n = int(base[-1])
+    blocks = []
+    for p, density in ((0, 0.1), (1, 0.5), (2, 0.6)):  # dense into narrow layers
+        a = sp.random_array((sizes[p], sizes[p + 1]), density=density, rng=rng, format="coo")
+        blocks.append((a.row + base[p], a.col + base[p + 1]))
+    short = sp.random_array((sizes[0], sizes[2]), density=0.05, rng=rng, format="coo")
+    blocks.append((short.row, short.col + base[2]))  # shortcuts: 1-hop and 2-hop sets overlap
+    rows = np.concatenate([b[0] for b in blocks])
+    cols = np.concatenate([b[1] for b in blocks])
+    adj = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(n, n))
+    adj.sum_duplicates()
+    _, words, _, _ = twohop._bitsets(adj.indptr, adj.indices, twohop._BITSET_FACTOR)
+    assert words.any()  # the bitset path really runs
+    want = kernels.two_hop_sizes(adj)
+    got = twohop._count_rows(adj, np.arange(n, dtype=np.int64), 7)
+    assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_two_hop_classes_on_random_graphs_without_symmetry(seed):
     """Random (also non-forward, looped) graphs on image-shaped partitions."""
