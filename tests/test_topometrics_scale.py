@@ -292,7 +292,7 @@ def test_the_run_form_multiplies_like_the_csr(mges, key, monkeypatch):
     graph = mges[key]
     w = graph.adjacency
     monkeypatch.setattr(linalg.SymmetricOperator, "COMPRESSION", 1.0)  # small graphs: force it
-    monkeypatch.setattr(linalg.SymmetricOperator, "CHUNK_ENTRIES", 64)  # several chunks
+    monkeypatch.setattr(linalg.SymmetricOperator, "RUN_CHUNK_ENTRIES", 64)  # several chunks
     op = linalg.SymmetricOperator(w)
     plain = linalg.SymmetricOperator(w, compress=False)
     assert plain.runs is None
