@@ -229,12 +229,24 @@ def test_symmetric_csr_and_matvecs_equal_scipy(forward):
     assert np.allclose(linalg.rows_matvec(a, rows, x), (want @ x)[rows], rtol=1e-12)
 
 
+def _assert_thread_independent(op, x) -> None:  # noqa: ANN001
+    """``A x`` and ``L x`` have the same bits on 1 and 2 threads."""
+    previous = numba.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            outs.append((op.matvec(x), op.laplacian(x)))
+    finally:
+        numba.set_num_threads(previous)
+    assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[1]))
+
+
 @pytest.mark.parametrize("forward", [True, False])
 def test_symmetric_operator_equals_scipy_and_ignores_the_thread_count(forward):
     """``SymmetricOperator`` multiplies a forward graph from its own CSR (``W x + Wᵀ x`` with
     per-chunk scatter buffers, several chunks here) and any other graph through ``max(W, Wᵀ)``;
     both agree with scipy in float64 and give the same bits on 1 and 2 threads."""
-    import numba
 
     rng = np.random.default_rng(5)
     n = 3000
@@ -252,15 +264,7 @@ def test_symmetric_operator_equals_scipy_and_ignores_the_thread_count(forward):
     lap = sp.diags(op.deg) - want
     assert np.allclose(op.laplacian(x), lap @ x, rtol=1e-12, atol=1e-12)
     assert np.array_equal(op.toarray(), want.toarray())
-    previous = numba.get_num_threads()
-    try:
-        outs = []
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            outs.append((op.matvec(x), op.laplacian(x)))
-    finally:
-        numba.set_num_threads(previous)
-    assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[1]))
+    _assert_thread_independent(op, x)
 
 
 def test_side_product_is_the_biadjacency_product_of_a_bipartite_graph():
@@ -315,15 +319,7 @@ def test_the_run_form_multiplies_like_the_csr(mges, key, monkeypatch):
             got = op.side_product(xs, mask)
             assert np.allclose(got, a @ xs, rtol=1e-12, atol=1e-12)
             assert not np.any(got[mask])
-    previous = numba.get_num_threads()
-    try:
-        outs = []
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            outs.append((op.matvec(x), op.laplacian(x)))
-    finally:
-        numba.set_num_threads(previous)
-    assert all(np.array_equal(p, q) for p, q in zip(outs[0], outs[1]))
+    _assert_thread_independent(op, x)
 
 
 def test_the_run_form_is_built_only_from_exact_classes():
