@@ -71,6 +71,22 @@ def _assert_classes_exact(adj, dims, shapes) -> None:  # noqa: ANN001
     assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
+def test_two_hop_classes_survive_a_collision_of_the_first_hash(mges, monkeypatch):
+    """Classes come from the first 64-bit hash when the second agrees within each class; when
+    two classes share a first hash (forced here: all zero) the pair of hashes decides."""
+    real = twohop._hash_two
+
+    def colliding(*args):  # noqa: ANN002, ANN202
+        ka, kb = real(*args)
+        return np.zeros_like(ka), kb
+
+    monkeypatch.setattr(twohop, "_hash_two", colliding)
+    graph = mges["conv6"]
+    _assert_classes_exact(graph.adjacency, graph.dims, graph.shapes)
+    reps, _ = twohop.two_hop_classes(graph.adjacency, graph.dims, graph.shapes)
+    assert reps.size > 1
+
+
 def test_two_hop_classes_on_the_32x32_conv6_shape():
     """The CIFAR shape (interior positions far from every border) at s = 0.98."""
     net = _masked("conv6", 32, keep=0.02)
