@@ -44,6 +44,18 @@ def is_forward(indptr, indices):  # pragma: no cover - compiled
     return True
 
 
+def chunk_bounds(work: np.ndarray, chunks: int) -> np.ndarray:
+    """Cut items into at most ``chunks`` consecutive chunks of about equal total ``work`` (rows
+    by their entries, runs by their products): the bounds, from 0 to ``work.size``.
+
+    >>> chunk_bounds(np.array([3, 1, 1, 1, 2]), 2).tolist()
+    [0, 2, 5]
+    """
+    total = np.concatenate([[0], np.cumsum(work, dtype=np.int64)])
+    cuts = np.searchsorted(total, np.linspace(0, total[-1], chunks + 1)[1:-1], side="left")
+    return np.unique(np.concatenate([[0], cuts, [work.size]])).astype(np.int64)
+
+
 class UndirectedView:
     """CSR of the undirected multigraph: ``indptr``, ``indices`` (neighbour), ``edge`` (edge id;
     empty for a forward graph, whose undirected view is simple: no edge needs a name there);
@@ -129,8 +141,7 @@ def undirected_view(adj: sp.csr_array, *, edge_ids: bool | None = None) -> Undir
     n = adj.shape[0]
     width = np.dtype(idx_type).itemsize * max(n, 1)
     chunks = int(max(1, min(16, adj.nnz // 65536, 2**26 // width)))
-    cuts = np.searchsorted(adj.indptr, np.linspace(0, adj.nnz, chunks + 1)[1:-1])
-    bounds = np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
+    bounds = chunk_bounds(np.diff(adj.indptr), chunks)
     forward = bool(is_forward(adj.indptr, adj.indices))
     if edge_ids is None:
         edge_ids = not forward

@@ -26,13 +26,14 @@ number of threads.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from mgelib.metrics.kernels import is_forward
+from mgelib.metrics.kernels import chunk_bounds, is_forward
 
 # numba would pick the OpenMP layer (torch's libgomp), whose threads spin at every barrier: on a
 # busy machine a descheduled thread then stalls the spinning one (seen: a Laplacian mat-vec
@@ -366,13 +367,7 @@ def _chunk_ranges(bounds, starts, ends):
     return lo, hi, np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
 
 
-def _chunk_bounds(work: np.ndarray, chunks: int) -> np.ndarray:
-    """Cut items into at most ``chunks`` consecutive chunks of about equal total ``work``."""
-    total = np.concatenate([[0], np.cumsum(work, dtype=np.int64)])
-    cuts = np.searchsorted(total, np.linspace(0, total[-1], chunks + 1)[1:-1], side="left")
-    return np.unique(np.concatenate([[0], cuts, [work.size]])).astype(np.int64)
-
-
+@dataclass
 class RowRuns:
     """The run form of a forward CSR: what :func:`_run_product` multiplies.
 
@@ -391,8 +386,27 @@ class RowRuns:
     CSR (a graph without that symmetry keeps the plain kernel).
     """
 
-    def __init__(self, **parts: np.ndarray) -> None:
-        self.__dict__.update(parts)
+    uid: np.ndarray  # distinct row of each row (−1: an empty row)
+    gptr: np.ndarray  # the rows of each distinct row: grows[gptr[u]:gptr[u + 1]]
+    grows: np.ndarray
+    run_u: np.ndarray  # per run: first distinct row, length, anchor, class
+    run_len: np.ndarray
+    run_a: np.ndarray
+    run_cls: np.ndarray
+    cptr: np.ndarray  # the class table: entries cptr[k]..cptr[k + 1], offsets and weights
+    coff: np.ndarray
+    cdat: np.ndarray
+    bounds: np.ndarray  # chunks of runs, the columns [lo, hi) each scatters to, buffer offsets
+    lo: np.ndarray
+    hi: np.ndarray
+    off: np.ndarray
+    buf: np.ndarray  # work arrays: the scatter buffers, per distinct row the gather and Σ x
+    s: np.ndarray
+    xs: np.ndarray
+
+    @property
+    def n_class_entries(self) -> int:
+        return int(self.cptr[-1])
 
     @classmethod
     def build(cls, w: sp.csr_array, data: np.ndarray, limit: float, chunks: int):
@@ -442,14 +456,14 @@ class RowRuns:
         run_len = np.diff(np.append(run_u, order.size))
         run_a = u_anchor[run_u]
         run_cls = u_cls[run_u]
-        bounds = _chunk_bounds(run_len * sizes[run_cls], chunks)
+        bounds = chunk_bounds(run_len * sizes[run_cls], chunks)
         lo, hi, off = _chunk_ranges(bounds, run_a, run_a + run_len + span[run_cls])
         return cls(
             uid=uid, gptr=gptr, grows=grows,
             run_u=run_u.astype(idx), run_len=run_len.astype(idx), run_a=run_a.astype(idx),
             run_cls=run_cls.astype(idx), cptr=cptr, coff=coff, cdat=data[take],
             bounds=bounds, lo=lo, hi=hi, off=off, buf=np.empty(int(off[-1])),
-            s=np.empty(order.size), xs=np.empty(order.size), n_class_entries=int(cptr[-1]),
+            s=np.empty(order.size), xs=np.empty(order.size),
         )  # fmt: skip
 
     def row_roles(self, roles: np.ndarray) -> np.ndarray:
@@ -521,7 +535,7 @@ class SymmetricOperator:
         self.runs = RowRuns.build(w, self.data, self.COMPRESSION, run_chunks) if compress else None
         if self.runs is None:
             deg = np.diff(w.indptr)
-            self.bounds = _chunk_bounds(deg, chunks)  # rows, about E / chunks entries each
+            self.bounds = chunk_bounds(deg, chunks)  # rows, about E / chunks entries each
             full = deg > 0  # the column ranges come from the non-empty rows (sorted columns)
             starts = w.indices[w.indptr[:-1][full]]
             ends = w.indices[w.indptr[1:][full] - 1] + 1
