@@ -647,10 +647,12 @@ def test_n_jobs_does_not_change_the_values(big_graph):
     assert {m: one[m] for m in TOPOMETRICS} == {m: two[m] for m in TOPOMETRICS}
 
 
-def test_a_failed_eigensolve_restores_the_thread_limits(big_graph, monkeypatch):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failed_eigensolve_restores_the_thread_limits(big_graph, monkeypatch, jobs):
     """``topometrics`` sets numba's thread count to ``n_jobs`` and BLAS to one thread; when a
-    solve fails it raises — and must still give the caller's thread settings back. (Issue 18
-    changed this test: the eigensolve no longer runs in a forked process.)"""
+    solve fails it raises — in turn (1) or side by side (2) — and must still give the caller's
+    thread settings back. (Issue 18 changed this test: the eigensolve no longer runs in a
+    forked process.)"""
     import numba
 
     graph, _ = big_graph
@@ -663,7 +665,7 @@ def test_a_failed_eigensolve_restores_the_thread_limits(big_graph, monkeypatch):
     with threadpool_limits(2):
         before = [p["num_threads"] for p in threadpool_info()]
         with pytest.raises(MemoryError, match="simulated"):
-            topometrics(graph, normalise=False, n_jobs=1, metrics=("spectral_radius", "k-core"))
+            topometrics(graph, normalise=False, n_jobs=jobs, metrics=("spectral_radius", "k-core"))
         after = [p["num_threads"] for p in threadpool_info()]
     assert after == before
     assert numba.get_num_threads() == threads

@@ -208,12 +208,89 @@ def test_motif_estimate_past_the_budget_is_finite_with_a_standard_error():
 
 # ---------------------------------------------------------------- threads and kernels
 def test_values_do_not_depend_on_n_jobs(mges):
+    """n_jobs = 1 runs the metrics in turn; 2 and 3 run them side by side (serial kernels, one
+    core each; the gap keeps the parallel ones); 4 in turn again, each kernel on 4 threads."""
     graph = mges["resnet20"]
     one = topometrics(graph, seed=2, normalise=False, n_jobs=1)
-    two = topometrics(graph, seed=2, normalise=False, n_jobs=2)
     auto = topometrics(graph, seed=2, normalise=False)  # n_jobs=0: every available core
-    assert [one[m] for m in TOPOMETRICS] == [two[m] for m in TOPOMETRICS]
-    assert [one[m] for m in TOPOMETRICS] == [auto[m] for m in TOPOMETRICS]
+    want = [one[m].hex() for m in TOPOMETRICS]
+    assert [auto[m].hex() for m in TOPOMETRICS] == want
+    for jobs in (2, 3, 4):
+        other = topometrics(graph, seed=2, normalise=False, n_jobs=jobs)
+        assert [other[m].hex() for m in TOPOMETRICS] == want, jobs
+        assert {"spectral_gap", "motif", "2-hop_nei"} <= set(other.timings)
+
+
+def test_side_by_side_only_for_few_cores_and_graphs_below_the_edge_bound(mges, monkeypatch):
+    """Side by side, bridges and coreness are two steps; in turn on 2 threads, one step that
+    runs both passes on a thread each. Past the edge bound 2 cores run the metrics in turn."""
+    from mgelib.metrics import topo
+
+    graph = mges["resnet20"]
+    want = ("cut-edges", "k-core", "spectral_gap")
+    side = topometrics(graph, normalise=False, n_jobs=2, metrics=want)
+    assert {"cut-edges+cut-nodes", "k-core"} <= set(side.timings)
+    monkeypatch.setattr(topo, "SIDE_BY_SIDE_MAX_EDGES", graph.n_edges - 1)
+    turn = topometrics(graph, normalise=False, n_jobs=2, metrics=want)
+    assert "cut-edges+cut-nodes+k-core" in turn.timings
+    assert [side[m].hex() for m in want] == [turn[m].hex() for m in want]
+
+
+def test_serial_kernels_are_per_thread_and_give_the_same_bits(mges):
+    """``serial_kernels`` switches this thread's kernels to their serial twins and back; another
+    thread meanwhile keeps the parallel ones. Both give the same bits."""
+    import threading
+
+    fn = linalg._row_sums
+    assert fn.serial is not fn.parallel
+    seen = {}
+    with kernels.serial_kernels():
+        with kernels.serial_kernels():
+            pass
+        assert kernels._MODE.serial  # nested blocks restore the outer state
+        worker = threading.Thread(
+            target=lambda: seen.update(other=getattr(kernels._MODE, "serial", False))
+        )
+        worker.start()
+        worker.join()
+    assert not kernels._MODE.serial and seen == {"other": False}
+    graph = mges["resnet20"]
+    adj = graph.adjacency
+
+    def kernels_out() -> tuple:
+        view = kernels.undirected_view(adj)
+        roots = np.arange(0, adj.shape[0], 97)
+        return (
+            view.indptr,
+            view.indices,
+            twohop.two_hop_sizes(adj, graph.dims, graph.shapes),
+            kernels.esu4_estimates(view, roots, 0.5, 0.5, seed=3),
+        )
+
+    parallel = kernels_out()
+    with kernels.serial_kernels():
+        serial = kernels_out()
+    assert all(np.array_equal(a, b) for a, b in zip(parallel, serial))
+
+
+def test_one_operator_serves_two_threads_at_once(mges):
+    """The radius and the gap share one operator when they run side by side: each thread
+    multiplies with its own work arrays, so concurrent products do not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for graph in (mges["resnet20"], mges["conv6"]):
+        op = linalg.SymmetricOperator(graph.adjacency)
+        xs = np.random.default_rng(1).standard_normal((8, op.n))
+        want = [op.matvec(x) for x in xs]
+
+        def products(i: int, op=op, xs=xs) -> list[np.ndarray]:  # noqa: ANN001
+            with kernels.serial_kernels():
+                return [op.matvec(xs[(i + k) % 8]) for k in range(40)]
+
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(products, range(2)))
+        for i, outs in enumerate(got):
+            assert all(np.array_equal(o, want[(i + k) % 8]) for k, o in enumerate(outs))
 
 
 def test_available_cores_honours_the_worker_share(monkeypatch):
@@ -246,7 +323,7 @@ def test_symmetric_csr_and_matvecs_equal_scipy(forward):
 
 
 def _assert_thread_independent(op, x) -> None:  # noqa: ANN001
-    """``A x`` and ``L x`` have the same bits on 1 and 2 threads."""
+    """``A x`` and ``L x`` have the same bits on 1 and 2 threads and with the serial twins."""
     previous = numba.get_num_threads()
     try:
         outs = []
@@ -255,7 +332,10 @@ def _assert_thread_independent(op, x) -> None:  # noqa: ANN001
             outs.append((op.matvec(x), op.laplacian(x)))
     finally:
         numba.set_num_threads(previous)
-    assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[1]))
+    with kernels.serial_kernels():
+        outs.append((op.matvec(x), op.laplacian(x)))
+    for other in outs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(outs[0], other))
 
 
 @pytest.mark.parametrize("forward", [True, False])
@@ -362,7 +442,7 @@ def test_the_run_form_is_built_only_from_exact_classes():
     g = sp.csr_array((data, (rows, cols)), shape=(n_src + n_dst, n_src + n_dst))
     op = linalg.SymmetricOperator(g)
     assert op.runs is not None and op.runs.n_class_entries == 3
-    assert op.runs.s.size == n_src // 2  # one distinct row per pair
+    assert op.runs.n_distinct == n_src // 2  # one distinct row per pair
     a = sp.csr_array(g, dtype=np.float64)
     a = a + a.T
     x = rng.standard_normal(g.shape[0])

@@ -7,8 +7,11 @@ estimate equals the authors')."""
 from __future__ import annotations
 
 import random
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -120,52 +123,89 @@ def motif_estimate(
     return estimate, se, (p2, p3), int(roots.size)
 
 
+class Once:
+    """A value computed by its first caller; callers in other threads wait for it."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._done = False
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if not self._done:
+                self._value = self._fn()
+                self._done = True
+        return self._value
+
+
 def _combinatorial_fast(  # noqa: ANN001
-    adj, wanted, seed, timed, budget, reasons, dims=None, shapes=None, jobs=1
-):
+    adj, wanted, seed, timed, budget, reasons, dims=None, shapes=None, jobs=1, side_by_side=False
+) -> list[Callable[[], dict[str, float]]]:
+    """The fast engine's combinatorial metrics as independent tasks, longest first (the motif
+    estimate, 2-hop, then bridges/articulation points and coreness), each returning its raw
+    values. They share one undirected view, built by whichever needs it first.
+
+    ``side_by_side``: the tasks will run concurrently, so bridges and coreness are two tasks;
+    otherwise, with ``jobs > 1``, they are one task running both passes on a thread each."""
     from mgelib.metrics import kernels, twohop
 
     n = adj.shape[0]
-    out: dict[str, float] = {}
-    view = None
-    if {"cut-edges", "cut-nodes", "k-core", "motif"} & set(wanted):
-        view = timed("undirected_view", lambda: kernels.undirected_view(adj))
+    view = Once(lambda: timed("undirected_view", lambda: kernels.undirected_view(adj)))
+    tasks: list[Callable[[], dict[str, float]]] = []
+    if "motif" in wanted:
+
+        def motif() -> dict[str, float]:
+            est, se, (p2, p3), k = timed("motif", lambda: motif_estimate(view(), n, seed, budget))
+            if p2 < 1.0 or p3 < 1.0:
+                reasons["motif"] = (
+                    f"RAND-ESU from {k} start nodes with cut probabilities p2={p2:.3g}, "
+                    f"p3={p3:.3g} (the exact enumeration exceeds motif_budget={budget:.2g} "
+                    f"steps): an unbiased estimate, standard error {se:.3g}"
+                )
+            return {"motif": est, "motif_se": se}
+
+        tasks.append(motif)
+    if "2-hop_nei" in wanted:
+
+        def two_hop() -> dict[str, float]:
+            if dims is not None and shapes is not None:
+                sizes = timed("2-hop_nei", lambda: twohop.two_hop_sizes(adj, dims, shapes))
+            else:
+                sizes = timed("2-hop_nei", lambda: kernels.two_hop_sizes(adj))
+            return {"2-hop_nei": float(sizes.mean())}
+
+        tasks.append(two_hop)
     cuts = "cut-edges" in wanted or "cut-nodes" in wanted
-    if cuts and "k-core" in wanted and jobs > 1:
+
+    def cut() -> dict[str, float]:
+        nb, na = timed(
+            "cut-edges+cut-nodes", lambda: kernels.bridges_and_articulation_points(view())
+        )
+        return {"cut-edges": float(nb), "cut-nodes": float(na)}
+
+    def core() -> dict[str, float]:
+        return {"k-core": timed("k-core", lambda: float(kernels.core_numbers(view()).mean()))}
+
+    if cuts and "k-core" in wanted and jobs > 1 and not side_by_side:
         # Two sequential depth-first/peeling passes over the same view, independent and
         # GIL-free: one thread each.
 
-        def both() -> tuple:
-            with ThreadPoolExecutor(2) as pool:
-                cut = pool.submit(kernels.bridges_and_articulation_points, view)
-                core = pool.submit(kernels.core_numbers, view)
-                return cut.result(), core.result()
+        def both() -> dict[str, float]:
+            v = view()
 
-        (nb, na), cores = timed("cut-edges+cut-nodes+k-core", both)
-        out["cut-edges"], out["cut-nodes"] = float(nb), float(na)
-        out["k-core"] = float(cores.mean())
+            def run() -> tuple:
+                with ThreadPoolExecutor(2) as pool:
+                    c = pool.submit(kernels.bridges_and_articulation_points, v)
+                    k = pool.submit(kernels.core_numbers, v)
+                    return c.result(), k.result()
+
+            (nb, na), cores = timed("cut-edges+cut-nodes+k-core", run)
+            return {"cut-edges": float(nb), "cut-nodes": float(na), "k-core": float(cores.mean())}
+
+        tasks.append(both)
     else:
-        if cuts:
-            nb, na = timed(
-                "cut-edges+cut-nodes", lambda: kernels.bridges_and_articulation_points(view)
-            )
-            out["cut-edges"], out["cut-nodes"] = float(nb), float(na)
-        if "k-core" in wanted:
-            out["k-core"] = timed("k-core", lambda: float(kernels.core_numbers(view).mean()))
-    if "2-hop_nei" in wanted:
-        if dims is not None and shapes is not None:
-            sizes = timed("2-hop_nei", lambda: twohop.two_hop_sizes(adj, dims, shapes))
-        else:
-            sizes = timed("2-hop_nei", lambda: kernels.two_hop_sizes(adj))
-        out["2-hop_nei"] = float(sizes.mean())
-    if "motif" in wanted:
-        est, se, (p2, p3), k = timed("motif", lambda: motif_estimate(view, n, seed, budget))
-        out["motif"] = est
-        out["motif_se"] = se
-        if p2 < 1.0 or p3 < 1.0:
-            reasons["motif"] = (
-                f"RAND-ESU from {k} start nodes with cut probabilities p2={p2:.3g}, p3={p3:.3g} "
-                f"(the exact enumeration exceeds motif_budget={budget:.2g} steps): an unbiased "
-                f"estimate, standard error {se:.3g}"
-            )
-    return out
+        tasks += [cut] if cuts else []
+        tasks += [core] if "k-core" in wanted else []
+    return tasks

@@ -14,9 +14,24 @@ directed edge ``i → j`` appears in both adjacency lists, with an edge id, so p
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
+
+# numba would pick the OpenMP layer (torch's libgomp), whose threads spin at every barrier: on a
+# busy machine a descheduled thread then stalls the spinning one (seen: a Laplacian mat-vec
+# waiting in gomp_team_barrier_wait_end). The workqueue layer sleeps instead. A layer the
+# user chose (NUMBA_THREADING_LAYER) is left alone.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 __all__ = [
     "UndirectedView",
@@ -31,10 +46,53 @@ __all__ = [
     "esu4_levels",
     "esu4_estimates",
     "is_forward",
+    "parallel_kernel",
+    "serial_kernels",
 ]
 
+_MODE = threading.local()
 
-@njit(cache=True)
+
+def parallel_kernel(fn: Callable) -> Callable:
+    """Compile ``fn`` twice: with ``parallel=True`` (its ``prange`` loops on numba's threads) and
+    as a serial twin (``prange`` is then ``range``), both releasing the GIL. A call runs the
+    twin inside :func:`serial_kernels` (in that thread), else the parallel version.
+
+    Both give the same bits: every parallel kernel here splits its work into chunks fixed by
+    the data, each chunk writing its own output, so the order the chunks run in never shows.
+    numba's workqueue threads (:mod:`mgelib.metrics.linalg`) let only one Python thread launch
+    parallel kernels at a time; the twins are what several metrics running side by side use.
+    The twin is a copy of ``fn`` under another name, so numba caches the two apart.
+    """
+    parallel = njit(parallel=True, cache=True, nogil=True)(fn)
+    twin = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__
+    )
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__module__ = fn.__module__
+    serial = njit(cache=True, nogil=True)(twin)
+
+    @functools.wraps(fn)
+    def call(*args):  # noqa: ANN002, ANN202
+        return (serial if getattr(_MODE, "serial", False) else parallel)(*args)
+
+    call.parallel, call.serial = parallel, serial  # type: ignore[attr-defined]
+    return call
+
+
+@contextmanager
+def serial_kernels() -> Iterator[None]:
+    """Within this block, this thread's calls of :func:`parallel_kernel` kernels run serially
+    (what each metric does when several run side by side, one core each)."""
+    previous = getattr(_MODE, "serial", False)
+    _MODE.serial = True
+    try:
+        yield
+    finally:
+        _MODE.serial = previous
+
+
+@njit(cache=True, nogil=True)
 def is_forward(indptr, indices):  # pragma: no cover - compiled
     """Whether every edge ``i → j`` of a CSR has ``i < j`` (no self-loop, no reciprocal pair)."""
     for v in range(indptr.size - 1):
@@ -80,7 +138,7 @@ class UndirectedView:
         return self.indptr.size - 1
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _undirected(indptr, indices, n, bounds, idx_type, with_ids):  # pragma: no cover - compiled
     # Node v's list: its out-edges (CSR order), then its in-edges by increasing source. The
     # in-edges are a transpose, done in parallel over fixed row chunks: each chunk counts its
@@ -268,7 +326,7 @@ def core_numbers(view: UndirectedView) -> np.ndarray:
     return _cores(view.indptr, view.indices, view.n_nodes)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _self_loops(indptr, indices):  # pragma: no cover - compiled
     count = 0
     for v in range(indptr.size - 1):
@@ -283,7 +341,7 @@ def self_loops(adj: sp.csr_array) -> int:
     return int(_self_loops(adj.indptr, adj.indices))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _weak_components(indptr, indices, n):  # pragma: no cover - compiled
     # Union–find with path halving and union by index over the CSR edges: O(E α(V)), reading
     # the arrays in place (scipy's csgraph first validates and copies them).
@@ -318,7 +376,7 @@ def weak_components(adj: sp.csr_array) -> int:
     return int(_weak_components(adj.indptr, adj.indices, adj.shape[0]))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def reach_two(indptr, indices, v, stamp, tag):  # pragma: no cover - compiled
     """Nodes within two out-steps of ``v``, ``v`` included; ``stamp`` (one slot per node) marks
     the nodes seen with ``tag``, a value not used before in that array."""
@@ -339,7 +397,7 @@ def reach_two(indptr, indices, v, stamp, tag):  # pragma: no cover - compiled
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _two_hop(indptr, indices, n):  # pragma: no cover - compiled
     stamp = np.zeros(n, np.int64)
     out = np.empty(n, np.int64)
@@ -353,7 +411,7 @@ def two_hop_sizes(adj: sp.csr_array) -> np.ndarray:
     return _two_hop(adj.indptr.astype(np.int64), adj.indices.astype(np.int64), adj.shape[0])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _open_root(indptr, indices, v, mark, ext1):  # pragma: no cover - compiled
     """Mark the root and its neighbours; fill ext1 with the neighbours > v (ESU's first
     extension set); return its size."""
@@ -368,7 +426,7 @@ def _open_root(indptr, indices, v, mark, ext1):  # pragma: no cover - compiled
     return n1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _extend(indptr, indices, v, w1, ext1, i, n1, mark, ext2):  # pragma: no cover - compiled
     """ESU's second level from root ``v`` after adding ``w1`` (``ext1[i]``): ``ext2`` = the rest
     of ``ext1`` plus ``w1``'s exclusive neighbours above ``v``; marks ``w1``'s neighbourhood (the
@@ -387,7 +445,7 @@ def _extend(indptr, indices, v, w1, ext1, i, n1, mark, ext2):  # pragma: no cove
     return n2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _close_node(indptr, indices, v, mark):  # pragma: no cover - compiled
     """Undo the marks a node and its neighbours received."""
     for a in range(indptr[v], indptr[v + 1]):
@@ -409,7 +467,7 @@ def esu4_counts(view: UndirectedView, roots: np.ndarray) -> np.ndarray:
     return esu4_estimates(view, roots).astype(np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _esu4_levels(indptr, indices, n, roots):  # pragma: no cover - compiled
     # Adjacency scans per ESU level for these roots: (building the level-2 extension sets,
     # counting the level-3 children) — what the cut probabilities are chosen from.
@@ -458,7 +516,7 @@ def _uniform(seed, a, b, c):  # pragma: no cover - compiled
     return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _esu4_cut(indptr, indices, n, roots, p2, p3, seed, n_chunks, simple):  # pragma: no cover
     # RAND-ESU (Wernicke 2006) below each root: a level-2 child is expanded with probability
     # p2, a level-3 child with p3; the level-4 children of an expanded level-3 node are counted

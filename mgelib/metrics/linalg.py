@@ -26,21 +26,14 @@ number of threads.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from mgelib.metrics.kernels import chunk_bounds, is_forward
-
-# numba would pick the OpenMP layer (torch's libgomp), whose threads spin at every barrier: on a
-# busy machine a descheduled thread then stalls the spinning one (seen: a Laplacian mat-vec
-# waiting in gomp_team_barrier_wait_end). The workqueue layer sleeps instead. A layer the
-# user chose (NUMBA_THREADING_LAYER) is left alone.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+from mgelib.metrics.kernels import chunk_bounds, is_forward, parallel_kernel
 
 __all__ = [
     "available_cores",
@@ -83,7 +76,7 @@ def resolve_jobs(n_jobs: int | None) -> int:
     return int(n_jobs)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _symmetric(indptr, indices, data, n, idx_type):  # pragma: no cover - compiled
     ptr = np.zeros(n + 1, np.int64)
     for v in range(n):
@@ -135,7 +128,7 @@ def symmetric_csr(adj: sp.sparray, *, forward: bool = True) -> sp.csr_array:
     return out
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _matvec(ptr, ind, dat, x, out):  # pragma: no cover - compiled
     for i in prange(ptr.size - 1):
         s = 0.0
@@ -144,7 +137,7 @@ def _matvec(ptr, ind, dat, x, out):  # pragma: no cover - compiled
         out[i] = s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _laplacian(ptr, ind, dat, deg, x, out):  # pragma: no cover - compiled
     for i in prange(ptr.size - 1):
         s = 0.0
@@ -153,7 +146,7 @@ def _laplacian(ptr, ind, dat, deg, x, out):  # pragma: no cover - compiled
         out[i] = deg[i] * x[i] - s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _rows(ptr, ind, dat, rows, x, out):  # pragma: no cover - compiled
     for r in prange(rows.size):
         i = rows[r]
@@ -163,7 +156,7 @@ def _rows(ptr, ind, dat, rows, x, out):  # pragma: no cover - compiled
         out[r] = s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _row_sums(ptr, dat, out):  # pragma: no cover - compiled
     for i in prange(ptr.size - 1):
         s = 0.0
@@ -172,7 +165,7 @@ def _row_sums(ptr, dat, out):  # pragma: no cover - compiled
         out[i] = s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _forward_product(ptr, ind, dat, x, out, bounds, lo, off, buf, roles):  # pragma: no cover
     # A x = W x + Wᵀ x from W alone. Chunk c (rows bounds[c]..bounds[c+1], about equal numbers
     # of entries) gathers W x for its rows and scatters its part of Wᵀ x into a private buffer
@@ -203,7 +196,7 @@ def _forward_product(ptr, ind, dat, x, out, bounds, lo, off, buf, roles):  # pra
             out[i] = s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _run_product(
     x,
     s,
@@ -281,7 +274,7 @@ def _run_product(
                         buf[b0 + t] += w0 * xs[u0 + t]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _add_buffers(out, x, bounds, lo, hi, off, buf, deg, laplacian, s, uid):  # pragma: no cover
     # Add the scatter buffers, each node's in chunk order, in blocks of nodes (each block visits
     # only the chunks whose columns overlap it); optionally turn A x into (D − A) x. With `uid`
@@ -311,7 +304,7 @@ _K2 = np.uint64(0xBF58476D1CE4E5B9)
 _K3 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _row_hashes(ptr, ind, bits):  # pragma: no cover - compiled
     # A 64-bit hash of each row's (degree, columns relative to its first, weight bits): rows
     # with equal hashes are candidates for one class; `_same_as_class` checks them exactly.
@@ -331,7 +324,7 @@ def _row_hashes(ptr, ind, bits):  # pragma: no cover - compiled
     return h
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _same_as_class(ptr, ind, bits, cls, first):  # pragma: no cover - compiled
     # Whether every row equals its class's first row exactly (shifted columns, same weights).
     n = ptr.size - 1
@@ -400,13 +393,15 @@ class RowRuns:
     lo: np.ndarray
     hi: np.ndarray
     off: np.ndarray
-    buf: np.ndarray  # work arrays: the scatter buffers, per distinct row the gather and Σ x
-    s: np.ndarray
-    xs: np.ndarray
 
     @property
     def n_class_entries(self) -> int:
         return int(self.cptr[-1])
+
+    @property
+    def n_distinct(self) -> int:
+        """Distinct rows (rows with the same class and anchor count once)."""
+        return int(self.gptr.size - 1)
 
     @classmethod
     def build(cls, w: sp.csr_array, data: np.ndarray, limit: float, chunks: int):
@@ -462,8 +457,7 @@ class RowRuns:
             uid=uid, gptr=gptr, grows=grows,
             run_u=run_u.astype(idx), run_len=run_len.astype(idx), run_a=run_a.astype(idx),
             run_cls=run_cls.astype(idx), cptr=cptr, coff=coff, cdat=data[take],
-            bounds=bounds, lo=lo, hi=hi, off=off, buf=np.empty(int(off[-1])),
-            s=np.empty(order.size), xs=np.empty(order.size),
+            bounds=bounds, lo=lo, hi=hi, off=off,
         )  # fmt: skip
 
     def row_roles(self, roles: np.ndarray) -> np.ndarray:
@@ -475,15 +469,21 @@ class RowRuns:
         hi = np.maximum.reduceat(member, starts) if starts.size else member[:0]
         return np.where(lo == hi, lo, 3).astype(np.int8)
 
-    def product(self, x, out, roles, deg, laplacian) -> None:
+    def work(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fresh work arrays for one thread: the scatter buffers, and per distinct row the
+        gather and the Σ x."""
+        rows = self.n_distinct
+        return np.empty(int(self.off[-1])), np.empty(rows), np.empty(rows)
+
+    def product(self, x, out, roles, deg, laplacian, work) -> None:
+        buf, s, xs = work
         _run_product(
-            x, self.s, self.xs, self.gptr, self.grows, self.run_u, self.run_len, self.run_a,
+            x, s, xs, self.gptr, self.grows, self.run_u, self.run_len, self.run_a,
             self.run_cls, self.cptr, self.coff, self.cdat, self.bounds, self.lo, self.off,
-            self.buf, roles,
+            buf, roles,
         )  # fmt: skip
         _add_buffers(
-            out, x, self.bounds, self.lo, self.hi, self.off, self.buf, deg, laplacian, self.s,
-            self.uid,
+            out, x, self.bounds, self.lo, self.hi, self.off, buf, deg, laplacian, s, self.uid,
         )  # fmt: skip
 
 
@@ -526,7 +526,7 @@ class SymmetricOperator:
             self.deg = row_sums(self.sym)
             return
         self.sym = None
-        self._roles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._local = threading.local()  # per thread: work arrays, a bipartite solve's roles
         self.w = w
         self.data = w.data.astype(np.float32, copy=False)
         nnz = w.nnz
@@ -541,7 +541,6 @@ class SymmetricOperator:
             ends = w.indices[w.indptr[1:][full] - 1] + 1
             before = np.concatenate([[0], np.cumsum(full)])  # non-empty rows before each row
             self.lo, self.hi, self.off = _chunk_ranges(before[self.bounds], starts, ends)
-            self.buf = np.empty(int(self.off[-1]))
         self.deg = np.zeros(n)
         self.deg = self.matvec(np.ones(n))
 
@@ -563,14 +562,17 @@ class SymmetricOperator:
             out[side] = 0.0
             return out
         key = id(side)
-        if key not in self._roles:  # the two sides of a bipartite solve, kept for its duration
-            if len(self._roles) >= 2:
-                self._roles.clear()
+        cache = getattr(self._local, "roles", None)
+        if cache is None:
+            cache = self._local.roles = {}
+        if key not in cache:  # the two sides of a bipartite solve, kept for its duration
+            if len(cache) >= 2:
+                cache.clear()
             roles = np.where(side, 1, 2).astype(np.int8)
             if self.runs is not None:
                 roles = self.runs.row_roles(roles)
-            self._roles[key] = (side, roles)
-        return self._product(x, out, False, self._roles[key][1])
+            cache[key] = (side, roles)
+        return self._product(x, out, False, cache[key][1])
 
     _ALL = np.zeros(0, np.int8)
 
@@ -581,19 +583,28 @@ class SymmetricOperator:
         x = np.ascontiguousarray(x, dtype=np.float64)
         if self.sym is not None:
             return laplacian_matvec(self.sym, self.deg, x, out) if lap else matvec(self.sym, x, out)
+        work = self._work()
         if self.runs is not None:
-            self.runs.product(x, out, roles, self.deg, lap)
+            self.runs.product(x, out, roles, self.deg, lap, work)
             return out
-        w = self.w
+        w, buf = self.w, work[0]
         _forward_product(
-            w.indptr, w.indices, self.data, x, out, self.bounds, self.lo, self.off, self.buf,
-            roles,
+            w.indptr, w.indices, self.data, x, out, self.bounds, self.lo, self.off, buf, roles
         )  # fmt: skip
         _add_buffers(
-            out, x, self.bounds, self.lo, self.hi, self.off, self.buf, self.deg, lap, out,
+            out, x, self.bounds, self.lo, self.hi, self.off, buf, self.deg, lap, out,
             self._NO_UID,
         )  # fmt: skip
         return out
+
+    def _work(self) -> tuple[np.ndarray, ...]:
+        # Work arrays per thread, so that two solves (the radius and the gap running side by
+        # side) can share one operator.
+        work = getattr(self._local, "work", None)
+        if work is None:
+            work = self.runs.work() if self.runs is not None else (np.empty(int(self.off[-1])),)
+            self._local.work = work
+        return work
 
     _NO_UID = np.zeros(0, np.int32)
 

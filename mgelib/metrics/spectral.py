@@ -73,7 +73,7 @@ def symmetric_adjacency(adj: sp.sparray, *, forward: bool = False) -> sp.csr_arr
     return sp.csr_array(w + wt) if forward else sp.csr_array(w.maximum(wt))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _same_parity_edge(indptr, indices, parity):  # pragma: no cover - compiled
     for v in range(indptr.size - 1):
         for k in range(indptr[v], indptr[v + 1]):

@@ -41,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from mgelib.metrics.kernels import reach_two
+from mgelib.metrics.kernels import parallel_kernel, reach_two
 
 __all__ = ["node_frame", "two_hop_sizes", "two_hop_classes"]
 
@@ -73,7 +73,7 @@ def _encode(q, c, dy, dx):  # pragma: no cover - compiled
     return z + np.uint64(dx + 2**31) * _GOLD
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _hash_out(indptr, indices, part, chan, ys, xs):  # pragma: no cover - compiled
     n = indptr.size - 1
     ha = np.zeros(n, np.uint64)
@@ -91,7 +91,7 @@ def _hash_out(indptr, indices, part, chan, ys, xs):  # pragma: no cover - compil
     return ha, hb
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _hash_two(indptr, indices, part, chan, ys, xs, ha, hb):  # pragma: no cover - compiled
     n = indptr.size - 1
     ka = np.zeros(n, np.uint64)
@@ -118,7 +118,7 @@ _BITSET_FACTOR = 4
 _MAX_WORDS = 4096
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _popcount(z):  # pragma: no cover - compiled
     z = z - ((z >> np.uint64(1)) & np.uint64(0x5555555555555555))
     z = (z & np.uint64(0x3333333333333333)) + ((z >> np.uint64(2)) & np.uint64(0x3333333333333333))
@@ -126,7 +126,7 @@ def _popcount(z):  # pragma: no cover - compiled
     return (z * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _bitsets(indptr, indices, factor):  # pragma: no cover - compiled
     # Per node: first word (column // 64) and number of words of its bitset (0: none).
     n = indptr.size - 1
@@ -173,7 +173,7 @@ def _add_node(e, lo, hi, local, stamp, tag):  # pragma: no cover - compiled
     return 1
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _two_hop_rows(
     indptr, indices, rows, n, n_chunks, start, words, off, bits, max_words
 ):  # pragma: no cover - compiled
