@@ -25,3 +25,20 @@ def _ruff(*args: str) -> subprocess.CompletedProcess:
 def test_ruff_is_clean(args):
     out = _ruff(*args)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+def test_metrics_kernels_run_side_by_side():
+    """Every parallel kernel of ``mgelib.metrics`` is a ``kernels.parallel_kernel`` (it has a
+    serial twin for metrics running side by side: two threads launching numba's workqueue at
+    once abort the process), and every compiled kernel there releases the GIL."""
+    import re
+
+    offenders = []
+    for path in sorted((ROOT / "mgelib" / "metrics").glob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            stripped = line.strip()
+            if not stripped.startswith("@njit("):
+                continue
+            if "parallel=True" in stripped or not re.search(r"nogil=True|inline=", stripped):
+                offenders.append(f"{path.name}:{n}: {stripped}")
+    assert not offenders, offenders

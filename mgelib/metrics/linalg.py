@@ -497,7 +497,8 @@ class SymmetricOperator:
     and each product reads E entries instead of 2·E; with ``compress`` (the default) the pass
     runs on the graph's :class:`RowRuns` when its rows repeat enough (``COMPRESSION``). Any
     other graph goes through :func:`symmetric_csr` (``max(W, Wᵀ)``, method §6) and the CSR
-    kernels.
+    kernels. Each thread multiplies with work arrays of its own, so one operator serves two
+    solves running side by side.
 
     >>> import numpy as np, scipy.sparse as sp
     >>> w = sp.csr_array(np.array([[0, 2, 0], [0, 0, 3], [0, 0, 0]], dtype=np.float32))
