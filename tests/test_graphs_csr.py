@@ -63,3 +63,42 @@ def test_the_csr_does_not_depend_on_the_thread_count():
         np.array_equal(x, y)
         for x, y in zip((a.indptr, a.indices, a.data), (b.indptr, b.indices, b.data))
     )
+
+
+def test_steps_to_csr_sorts_rows_a_later_step_put_out_of_order_and_counts_repeats():
+    """``steps_to_csr`` (the builder's straight-into-CSR path) counts, then fills at each row's
+    cursor; a row that receives a smaller target from a later pass is sorted, weights carried
+    along, and a repeated (source, target) is reported so that the caller can merge it."""
+    from mgelib.graphs.csr import steps_to_csr
+
+    def edges(src, tgt, w):  # one pass writing these edges in this order
+        src, tgt, w = (np.asarray(v) for v in (src, tgt, w))
+
+        def run(cursor, indices, data, fill):  # noqa: ANN001
+            for s, t, x in zip(src, tgt, w):
+                if fill:
+                    indices[cursor[s]], data[cursor[s]] = t, x
+                cursor[s] += 1
+
+        return run
+
+    passes = [edges([0, 0, 1], [3, 4, 4], [1.0, 2.0, 3.0]), edges([0, 2], [2, 3], [5.0, 6.0])]
+    got, parallel = steps_to_csr(passes, 5, 5)
+    assert parallel == 0 and got.has_sorted_indices
+    assert got.indptr.tolist() == [0, 3, 4, 5, 5, 5]
+    assert got.indices.tolist() == [2, 3, 4, 4, 3]
+    assert got.data.tolist() == [5.0, 1.0, 2.0, 3.0, 6.0]
+    _, parallel = steps_to_csr([edges([1, 1], [3, 3], [1.0, 2.0])], 4, 2)
+    assert parallel == 1
+
+
+def test_one_owner_refuses_a_source_read_under_two_channels():
+    """Rows are written in parallel over a step's input channels, so a source that two channels
+    read (two threads, one row) sends the step to the edge-list path."""
+    from mgelib.graphs.mge import _one_owner
+
+    table = np.array([[[0, 1], [2, -1]], [[3, 4], [5, -1]]])
+    assert _one_owner(table)
+    table[1, 0, 0] = 2  # source 2 now under channels 0 and 1
+    assert not _one_owner(table)
+    assert _one_owner(np.full((3, 2), -1))

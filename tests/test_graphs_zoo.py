@@ -263,3 +263,36 @@ def test_fx_and_aten_paths_give_identical_graphs(name):
         b = build_mge(_trace_aten(model, shape, kip, ident), lw)
         assert a.layers == b.layers and list(a.dims) == list(b.dims)
         assert _hash(a) == _hash(b)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("identity", [False, True], ids=["plain", "identity"])
+def test_straight_into_csr_equals_the_edge_list_path(name, identity, monkeypatch):
+    """The builder writes plain plans straight into the CSR (``csr.steps_to_csr``); the edge
+    list → CSR path is the reference: the same arrays bit for bit, on every zoo model, on 1 and
+    2 threads (plans that may repeat an edge take the edge-list path either way)."""
+    import numba
+
+    from mgelib.graphs import mge
+
+    model, shape = masked(name)
+    graphs = []
+    previous = numba.get_num_threads()
+    try:
+        for direct, threads in (
+            (False, 1),
+            (True, 1),
+            (True, min(2, numba.config.NUMBA_NUM_THREADS)),
+        ):
+            monkeypatch.setattr(mge, "DIRECT", direct)
+            numba.set_num_threads(threads)
+            graphs.append(encode(model, shape, identity_shortcuts=identity).adjacency)
+    finally:
+        numba.set_num_threads(previous)
+    want = graphs[0]
+    for got in graphs[1:]:
+        assert got.indices.dtype == want.indices.dtype and got.has_sorted_indices
+        for a, b in zip(
+            (got.indptr, got.indices, got.data), (want.indptr, want.indices, want.data)
+        ):
+            assert np.array_equal(a, b)

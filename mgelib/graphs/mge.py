@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mgelib.graphs import compat as compat_rule
+from mgelib.graphs import csr
 from mgelib.graphs.csr import edges_to_csr
 from mgelib.graphs.graph import Graph
 from mgelib.graphs.trace import ConvStep, IdentityStep, Plan
@@ -38,6 +39,9 @@ BYTES_PER_EDGE = 24
 
 #: Upper bound on elements broadcast at once (keeps temporaries around 100 MB).
 _CHUNK = 4_000_000
+#: Write plain plans straight into the CSR (``csr.steps_to_csr``); False: always through the
+#: edge list (the reference path, kept for plans with parallel edges or the authors' numbering).
+DIRECT = True
 
 
 class GraphTooLarge(ValueError):
@@ -210,6 +214,67 @@ def _merged_csr(buf: _EdgeBuffer, n_nodes: int) -> tuple[sp.csr_array, int]:
     return adjacency, int(buf.n - key.size)
 
 
+def _one_owner(table: np.ndarray) -> bool:
+    """Whether every source id in ``table`` (groups × …) appears under one group only: the
+    condition for writing the groups' rows in parallel."""
+    flat = table.reshape(table.shape[0], -1)
+    group, _ = np.nonzero(flat >= 0)
+    src = flat[flat >= 0].astype(np.int64)
+    if src.size == 0:
+        return True
+    order = np.argsort(src, kind="stable")
+    src, group = src[order], group[order]
+    same = src[1:] == src[:-1]
+    return not np.any(same & (group[1:] != group[:-1]))
+
+
+def _direct_passes(plan: Plan, weights: Mapping[str, LayerWeights], bases: list[int]):  # noqa: ANN202
+    """One ``run(cursor, indices, data, fill)`` per step for :func:`csr.steps_to_csr`, or
+    ``None`` when some step cannot be written that way (the authors' strided numbering, or a
+    source read under two input channels, whose rows two threads would share)."""
+    passes = []
+    for step in plan.steps:
+        base_out = bases[step.target]
+        if isinstance(step, IdentityStep):
+            table = step.table.reshape(int(np.prod(step.table.shape[:-1])), -1)
+            if not _one_owner(table):
+                return None
+            passes.append(
+                lambda cur, ind, dat, fill, t=table, b=base_out: csr._identity_pass(
+                    t, b, cur, ind, dat, fill
+                )
+            )
+            continue
+        lw = weights[step.param]
+        if not _one_owner(step.table):
+            return None
+        if step.kind == "linear":
+            o, i = np.nonzero(lw.kept)
+            w = lw.weight[o, i].astype(np.float32)
+            order = np.lexsort((o, i))  # by input, then output: each row in target order
+            start = np.zeros(step.table.shape[0] + 1, np.int64)
+            np.cumsum(np.bincount(i, minlength=step.table.shape[0]), out=start[1:])
+            args = (step.table, start, o[order].astype(np.int64), w[order], base_out)
+            passes.append(
+                lambda cur, ind, dat, fill, a=args: csr._linear_pass(*a, cur, ind, dat, fill)
+            )
+            continue
+        o, i, dy, dx = np.nonzero(lw.kept)
+        w = lw.weight[o, i, dy, dx].astype(np.float32)
+        ig = _input_channel(step, o, i)
+        order = np.lexsort((-dx, -dy, o, ig))
+        c_in = step.table.shape[0]
+        start = np.zeros(c_in + 1, np.int64)
+        np.cumsum(np.bincount(ig, minlength=c_in), out=start[1:])
+        _, ho, wo = step.out_shape
+        args = (
+            step.table, start, o[order].astype(np.int64), dy[order].astype(np.int64),
+            dx[order].astype(np.int64), w[order], ho, wo, *step.stride, *step.dilation, base_out,
+        )  # fmt: skip
+        passes.append(lambda cur, ind, dat, fill, a=args: csr._conv_pass(*a, cur, ind, dat, fill))
+    return passes
+
+
 def _emit_step(step, weights, bases, compat, buf) -> bool:  # noqa: ANN001
     """Emit one step's edges into ``buf``; whether it used the authors' strided numbering."""
     base_out = bases[step.target]
@@ -291,23 +356,32 @@ def build_mge(
     if n_edges is None:
         n_edges = count_edges(plan, weights, compat)
         check_budget(n_edges, n_nodes, max_edges, memory_budget)
-    index_dtype = np.int32 if n_nodes < 2**31 - 1 else np.int64
-    buf = _EdgeBuffer(n_edges, index_dtype)
     bases = [p.base for p in plan.partitions]
-    compat_layers = [
-        step.layer for step in plan.steps if _emit_step(step, weights, bases, compat, buf)
-    ]
-    if buf.n != n_edges:  # pragma: no cover - the count and the build share their geometry
-        raise RuntimeError(f"internal error: counted {n_edges} edges but built {buf.n}")
-    merged = 0
-    if plan.may_duplicate:
-        adjacency, merged = _merged_csr(buf, n_nodes)
-    else:
-        adjacency, parallel = edges_to_csr(buf.src, buf.tgt, buf.w, n_nodes)
-        if parallel:  # parallel edges the plan did not foresee: keep the largest |w|
-            del adjacency
+    adjacency, merged, compat_layers = None, 0, []
+    plain = not plan.may_duplicate and not any(
+        isinstance(step, ConvStep) and compat_rule.applies(step, compat) for step in plan.steps
+    )
+    passes = _direct_passes(plan, weights, bases) if plain and DIRECT else None
+    if passes is not None:  # straight into the CSR: no edge list (12 B/edge) in between
+        adjacency, parallel = csr.steps_to_csr(passes, n_nodes, n_edges)
+        if parallel:  # parallel edges the plan did not foresee: the edge-list path merges them
+            adjacency = None
+    if adjacency is None:
+        index_dtype = np.int32 if n_nodes < 2**31 - 1 else np.int64
+        buf = _EdgeBuffer(n_edges, index_dtype)
+        compat_layers = [
+            step.layer for step in plan.steps if _emit_step(step, weights, bases, compat, buf)
+        ]
+        if buf.n != n_edges:  # pragma: no cover - the count and the build share their geometry
+            raise RuntimeError(f"internal error: counted {n_edges} edges but built {buf.n}")
+        if plan.may_duplicate:
             adjacency, merged = _merged_csr(buf, n_nodes)
-    del buf
+        else:
+            adjacency, parallel = edges_to_csr(buf.src, buf.tgt, buf.w, n_nodes)
+            if parallel:  # parallel edges the plan did not foresee: keep the largest |w|
+                del adjacency
+                adjacency, merged = _merged_csr(buf, n_nodes)
+        del buf
     adjacency.sort_indices()
     info = dict(meta or {})
     info.update(
