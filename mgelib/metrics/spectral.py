@@ -273,8 +273,10 @@ def lanczos_max(
 ) -> float:
     """Largest eigenvalue of a symmetric matrix by unrestarted Lanczos (three-term recurrence).
 
-    Stops when ``min(‖r‖, ‖r‖²/(θ₁ − θ₂)) ≤ tol·|θ₁|`` (checked every 10 steps); falls back to
-    ARPACK if that does not happen within ``maxiter`` steps or the recurrence breaks down early.
+    Stops when ``min(‖r‖, ‖r‖²/(θ₁ − θ₂)) ≤ tol·|θ₁|`` (checked after every step: the
+    tridiagonal's top two Ritz values cost microseconds, a product milliseconds; ResNet-20 at
+    s = 0.98 stops after 11 products instead of 20); falls back to ARPACK if that does not
+    happen within ``maxiter`` steps or the recurrence breaks down early.
     """
     n = m.shape[0]
     q = _v0(n, seed) if start is None else np.array(start, dtype=np.float64)
@@ -291,19 +293,18 @@ def lanczos_max(
         w -= alpha * q
         alphas.append(alpha)
         beta = float(np.linalg.norm(w))
-        if (k + 1) % 10 == 0 or beta < 1e-12 * max(abs(alpha), 1.0):
-            top = min(k, 1)
-            theta, vecs = eigh_tridiagonal(
-                np.array(alphas), np.array(betas), select="i", select_range=(k - top, k)
-            )
-            res = beta * abs(vecs[-1, -1])
-            bound = res
-            if top:
-                gap = theta[-1] - theta[-2]
-                if gap > 0:
-                    bound = min(res, res * res / gap)
-            if bound <= tol * abs(theta[-1]) or beta < 1e-12 * max(abs(alpha), 1.0):
-                return float(theta[-1])
+        top = min(k, 1)
+        theta, vecs = eigh_tridiagonal(
+            np.array(alphas), np.array(betas), select="i", select_range=(k - top, k)
+        )
+        res = beta * abs(vecs[-1, -1])
+        bound = res
+        if top:
+            gap = theta[-1] - theta[-2]
+            if gap > 0:
+                bound = min(res, res * res / gap)
+        if bound <= tol * abs(theta[-1]) or beta < 1e-12 * max(abs(alpha), 1.0):
+            return float(theta[-1])
         betas.append(beta)
         q_prev = q
         q = w / beta
