@@ -152,7 +152,7 @@ def _warm_up(engine: str, n_jobs: int, case: str) -> None:
     side_by_side = side_by_side and case not in DENSE
     form = kernels.serial_kernels if side_by_side else contextlib.nullcontext
 
-    # The encoder (its parallel edge list → CSR step, int32 indices as every graph here has).
+    # The encoder (its parallel CSR passes, int32 indices as every graph here has).
     for name in ("conv6", "resnet20"):  # plain and residual: the op kinds the cases use
         encode(models.build(name, 3, 10, 8, seed=0).eval(), (3, 8, 8))
 
