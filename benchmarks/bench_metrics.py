@@ -303,9 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     fast = [r for r in rows if r["engine"] == "fast" and r["n_jobs"] == configs[0][1]]
     steps = list(dict.fromkeys(k for r in fast for k in r["timings"]))
     print(
-        f"\nPer-step seconds and share of their sum, fast engine, n_jobs={configs[0][1]} (with 2–3"
-        " cores the metrics run side by side: their seconds overlap, and sum to more than the"
-        " total):\n"
+        f"\nPer-step seconds and share of their sum, fast engine, n_jobs={configs[0][1]} (on 2–3"
+        " cores and up to 50 M edges the metrics run side by side: their seconds overlap, and sum"
+        " to more than the total):\n"
     )
     print("| step | " + " | ".join(r["case"] for r in fast) + " |")
     print("|---|" + "---:|" * len(fast))
