@@ -124,12 +124,12 @@ def top_abs_eigenvalues(
     # both ("LM"), and the near-±pairs of a nearly bipartite graph (a ResNet) become wanted
     # near-equal values rather than competitors. Each product is two passes, but fewer
     # restarts of a smaller Krylov space make it faster (ResNet-20, s = 0.9: 2.0 s → 1.4 s).
-    # 16 vectors: with the run-form products ARPACK's own orthogonalisation against the Krylov
-    # basis is a large share, and 16 does as few products as 20 or fewer (ResNet-20, s = 0.98:
-    # 56 vs 72 products, 0.24 s vs 0.38 s). |λ| comes out to half the relative tolerance of λ²:
-    # the same guarantee.
+    # 14 vectors: with the run-form products ARPACK's own orthogonalisation against the Krylov
+    # basis is a large share, and 14 does about as few applications of A² as 16 or 20
+    # (ResNet-20, s = 0.98: 24 with 14 vectors, 28 with 16, 36 with 20; s = 0.9: 52, 51, 51).
+    # |λ| comes out to half the relative tolerance of λ²: the same guarantee.
     squared = LinearOperator(op.shape, matvec=lambda x: op.matvec(op.matvec(x)), dtype=np.float64)
-    vals = _eigsh(squared, k=k, which="LA", seed=seed, tol=tol, ncv=max(2 * k + 1, 16))
+    vals = _eigsh(squared, k=k, which="LA", seed=seed, tol=tol, ncv=max(2 * k + 1, 14))
     return np.sqrt(np.clip(np.sort(vals)[::-1], 0, None))
 
 
