@@ -63,34 +63,7 @@ def _rows(src, tgt, wbits, n, bounds, indices, data):  # pragma: no cover - comp
             indices[p] = tgt[e]
             data[p] = wbits[e]
             pos[c, v] = p + 1
-    # Sort the rows that are out of order (one key buffer per block of rows), count repeats.
-    widest = 0
-    for v in range(n):
-        widest = max(widest, indptr[v + 1] - indptr[v])
-    step = (n + nch - 1) // max(nch, 1)
-    parallel = 0
-    for c in prange(nch):
-        keys = np.empty(widest, np.uint64)
-        for v in range(c * step, min(n, (c + 1) * step)):
-            a = indptr[v]
-            b = indptr[v + 1]
-            ordered = True
-            for k in range(a + 1, b):
-                if indices[k] < indices[k - 1]:
-                    ordered = False
-                    break
-            if not ordered:
-                for k in range(a, b):
-                    keys[k - a] = (np.uint64(indices[k]) << np.uint64(32)) | np.uint64(data[k])
-                row = keys[: b - a]
-                row.sort()
-                for k in range(a, b):
-                    indices[k] = row[k - a] >> np.uint64(32)
-                    data[k] = row[k - a] & np.uint64(0xFFFFFFFF)
-            for k in range(a + 1, b):
-                if indices[k] == indices[k - 1]:
-                    parallel += 1
-    return indptr, parallel
+    return indptr
 
 
 def edges_to_csr(
@@ -112,7 +85,8 @@ def edges_to_csr(
     index_dtype = np.int32 if m < 2**31 else np.int64
     indices = np.empty(m, index_dtype)
     data = np.empty(m, np.uint32)
-    indptr, parallel = _rows(src, tgt, wbits, n_nodes, bounds, indices, data)
+    indptr = _rows(src, tgt, wbits, n_nodes, bounds, indices, data)
+    parallel = _finish_rows(indptr, indices, data.view(np.float32), chunks)
     out = sp.csr_array(
         (data.view(np.float32), indices, indptr.astype(index_dtype)), shape=(n_nodes, n_nodes)
     )
@@ -129,7 +103,8 @@ def edges_to_csr(
 # The taps run in the order (input channel, output channel, kernel row descending, kernel column
 # descending), so that each row receives its targets in increasing order (a larger kernel offset
 # reads the same source from an earlier output position): the rows come out sorted, and
-# `_finish_rows` only checks them (it sorts a row that another step's edges put out of order).
+# `_finish_rows` only checks them (it sorts a row that another step's edges put out of order;
+# it also finishes the edge-list path).
 
 
 @njit(parallel=True, cache=True)
