@@ -482,3 +482,34 @@ def test_weak_components_equal_scipy(seed):
     adj = sp.csr_array((np.ones(m), (rng.integers(0, n, m), rng.integers(0, n, m))), shape=(n, n))
     want = connected_components(adj, directed=True, connection="weak", return_labels=False)
     assert kernels.weak_components(adj) == want
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gap_sees_both_copies_of_an_exact_plus_minus_pair(seed):
+    """A graph that is not bipartite only through a small separate component (an odd cycle)
+    keeps the exactly ±-symmetric spectrum of its large bipartite part, so A² (what the gap's
+    ARPACK solve uses) has exactly double top eigenvalues. The solve must still count both
+    copies: gap = λ₁ − |λ|₃ as the dense solver gives it, not λ₁ minus the next pair."""
+    rng = np.random.default_rng(seed)
+    sizes = [500, 500, 500, 500]
+    base = np.cumsum([0, *sizes])
+    rows, cols, vals = [], [], []
+    for p in range(3):
+        rows += list(rng.integers(base[p], base[p + 1] - 3, 1500))
+        cols += list(rng.integers(base[p + 1], base[p + 2] - 3, 1500))
+        vals += list(rng.uniform(0.5, 1.5, 1500))
+    a, b, c = base[1] - 1, base[2] - 1, base[3] - 1  # a triangle, apart from the rest
+    for x, y in ((a, b), (b, c), (a, c)):
+        rows.append(x)
+        cols.append(y)
+        vals.append(0.3)
+    n = int(base[-1])
+    adj = sp.csr_array((np.array(vals, np.float32), (rows, cols)), shape=(n, n))
+    adj.sum_duplicates()
+    dims = np.array(sizes)
+    assert spectral.bipartition(dims, adj) is None and n > spectral.DENSE_MAX
+    dense = adj.toarray().astype(np.float64)
+    top = np.sort(np.abs(np.linalg.eigvalsh(dense + dense.T)))[::-1]
+    assert top[0] - top[1] < 1e-9 * top[0]  # the exact ± pair
+    got = spectral.spectral_gap(adj, dims, forward=True)
+    assert abs(got - (top[0] - top[2])) <= 1e-6 * top[0]
