@@ -107,6 +107,18 @@ def edges_to_csr(
 # it also finishes the edge-list path).
 
 
+@njit(inline="always")
+def _put(src, tgt, w, cursor, indices, data, fill):  # pragma: no cover - compiled
+    # Count an edge of row `src` (fill=False), or write it at the row's cursor (fill=True).
+    if fill:
+        p = cursor[src]
+        indices[p] = tgt
+        data[p] = w
+        cursor[src] = p + 1
+    else:
+        cursor[src] += 1
+
+
 @njit(parallel=True, cache=True)
 def _conv_pass(
     table, tap_start, o, a, b, w, ho, wo, sh, sw, dh, dw, base_out, cursor, indices, data, fill
@@ -122,13 +134,7 @@ def _conv_pass(
                     for k in range(m):
                         src = table[g, yo * sh + c, xo * sw + ci, k]
                         if src >= 0:
-                            if fill:
-                                p = cursor[src]
-                                indices[p] = head + yo * wo + xo
-                                data[p] = w[t]
-                                cursor[src] = p + 1
-                            else:
-                                cursor[src] += 1
+                            _put(src, head + yo * wo + xo, w[t], cursor, indices, data, fill)
 
 
 @njit(parallel=True, cache=True)
@@ -139,13 +145,7 @@ def _linear_pass(table, tap_start, o, w, base_out, cursor, indices, data, fill):
             for k in range(m):
                 src = table[i, k]
                 if src >= 0:
-                    if fill:
-                        p = cursor[src]
-                        indices[p] = base_out + o[t]
-                        data[p] = w[t]
-                        cursor[src] = p + 1
-                    else:
-                        cursor[src] += 1
+                    _put(src, base_out + o[t], w[t], cursor, indices, data, fill)
 
 
 @njit(parallel=True, cache=True)
@@ -155,13 +155,7 @@ def _identity_pass(table, base_out, cursor, indices, data, fill):  # pragma: no 
         for k in range(m):
             src = table[e, k]
             if src >= 0:
-                if fill:
-                    p = cursor[src]
-                    indices[p] = base_out + e
-                    data[p] = np.float32(1.0)
-                    cursor[src] = p + 1
-                else:
-                    cursor[src] += 1
+                _put(src, base_out + e, np.float32(1.0), cursor, indices, data, fill)
 
 
 @njit(parallel=True, cache=True)

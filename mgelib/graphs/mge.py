@@ -230,8 +230,9 @@ def _one_owner(table: np.ndarray) -> bool:
 
 def _direct_passes(plan: Plan, weights: Mapping[str, LayerWeights], bases: list[int]):  # noqa: ANN202
     """One ``run(cursor, indices, data, fill)`` per step for :func:`csr.steps_to_csr`, or
-    ``None`` when some step cannot be written that way (the authors' strided numbering, or a
-    source read under two input channels, whose rows two threads would share)."""
+    ``None`` when some step reads a source under two input channels (two threads would share
+    its row). The caller sends plans with the authors' strided numbering, or that may repeat an
+    edge, to the edge-list path first."""
     passes = []
     for step in plan.steps:
         base_out = bases[step.target]

@@ -60,8 +60,8 @@ def parallel_kernel(fn: Callable) -> Callable:
 
     Both give the same bits: every parallel kernel here splits its work into chunks fixed by
     the data, each chunk writing its own output, so the order the chunks run in never shows.
-    numba's workqueue threads (:mod:`mgelib.metrics.linalg`) let only one Python thread launch
-    parallel kernels at a time; the twins are what several metrics running side by side use.
+    numba's workqueue threads (chosen at the top of this module) let only one Python thread
+    launch parallel kernels at a time; the twins are what several metrics running side by side use.
     The twin is a copy of ``fn`` under another name, so numba caches the two apart.
     """
     parallel = njit(parallel=True, cache=True, nogil=True)(fn)

@@ -6,8 +6,8 @@ The solvers go through :class:`SymmetricOperator`. On a forward graph (every edg
 built, and on a bipartite graph :meth:`SymmetricOperator.side_product` gives ``B x`` and ``Bᵀ y``
 doing only the useful half of that pass. When the rows repeat — an MGE's do: a conv mask is
 shared by every position of a channel pair — that pass runs on :class:`RowRuns`, a table of row
-classes ~2 % the size of the CSR, as contiguous vector updates (CONV-6 at s = 0.9: a product in
-~10 ms instead of ~40 ms). Any other graph is multiplied through
+classes ~2 % the size of the CSR, as contiguous vector updates (CONV-6 at s = 0.9, one thread: a
+product in ~13 ms instead of ~50 ms). Any other graph is multiplied through
 :func:`symmetric_csr` (``max(W, Wᵀ)``, assembled by one counting sort, stored with the graph's
 own ``float32`` weights) and the CSR kernels :func:`matvec`, :func:`laplacian_matvec` (``D·x −
 A·x`` fused: ``L`` is never formed) and :func:`rows_matvec` (a subset of the rows). Products
