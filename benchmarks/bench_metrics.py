@@ -139,6 +139,7 @@ def _warm_up(engine: str, n_jobs: int, case: str) -> None:
     RAND-ESU — these two in the kernels' form the timed run uses (the serial twins when its
     metrics run side by side: 2–3 cores, and not the 172.6 M-edge case)."""
     import contextlib
+    import math
 
     import numpy as np
     import scipy.sparse as sp
@@ -147,9 +148,9 @@ def _warm_up(engine: str, n_jobs: int, case: str) -> None:
     from mgelib.graphs import Graph
     from mgelib.metrics import available_cores, kernels, topo, topometrics, twohop
 
-    jobs = n_jobs or available_cores()
-    side_by_side = engine == "fast" and 2 <= jobs <= topo.SIDE_BY_SIDE_MAX_JOBS
-    side_by_side = side_by_side and case not in DENSE
+    # Only the dense case is past the edge bound (its edges are not known before encoding).
+    edges = math.inf if case in DENSE else 0
+    side_by_side = topo.runs_side_by_side(engine, n_jobs or available_cores(), edges)
     form = kernels.serial_kernels if side_by_side else contextlib.nullcontext
 
     # The encoder (its parallel CSR passes, int32 indices as every graph here has).

@@ -57,6 +57,7 @@ __all__ = [
     "motif_sample",
     "ENGINES",
     "MOTIF_BUDGET",
+    "runs_side_by_side",
 ]
 
 #: Metric names (the authors' column names) and the quantity each is divided by when normalised.
@@ -175,6 +176,16 @@ def _cheap_metrics(adj, dims, compat, wanted, raw, timed) -> None:  # noqa: ANN0
 
 
 Task = Callable[[], dict[str, float]]
+
+
+def runs_side_by_side(engine: str, jobs: int, n_edges: float) -> bool:
+    """Whether ``topometrics`` runs the metrics side by side (``jobs``: the resolved core count):
+    the fast engine, 2 to ``SIDE_BY_SIDE_MAX_JOBS`` cores, at most ``SIDE_BY_SIDE_MAX_EDGES``."""
+    return (
+        engine == "fast"
+        and 2 <= jobs <= SIDE_BY_SIDE_MAX_JOBS
+        and n_edges <= SIDE_BY_SIDE_MAX_EDGES
+    )
 
 
 def _run(
@@ -324,9 +335,7 @@ def topometrics(
         reasons["spectral_gap"] = "fewer than 3 nodes: no third eigenvalue"
     solve_gap = "spectral_gap" in wanted and n >= 3
     jobs = linalg.resolve_jobs(n_jobs)
-    side_by_side = (
-        engine == "fast" and 2 <= jobs <= SIDE_BY_SIDE_MAX_JOBS and e <= SIDE_BY_SIDE_MAX_EDGES
-    )
+    side_by_side = runs_side_by_side(engine, jobs, e)
 
     def cheap() -> dict[str, float]:
         out: dict[str, float] = {}
